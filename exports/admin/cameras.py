@@ -1,0 +1,1 @@
+"""Admin for cameras and their segment index."""

@@ -1,0 +1,1 @@
+"""Admin for export tasks, the audit trail and API tokens."""

@@ -1,0 +1,320 @@
+"""Synthesise small, realistic camera segments with PyAV.
+
+Used by the demo archive, the tests and the benchmarks. Every video frame carries its own
+wall-clock time twice: as a human-readable clock and as a 40-bit bar code (milliseconds since
+2000-01-01 UTC) that `frame_wall_time` reads back from a decoded frame, so a test can tell
+exactly which recorded frame a player shows. Audio is silent except for a short 1 kHz beep
+starting at every whole wall-clock second, so A/V sync can be measured on the output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+CODE_BITS = 40
+CODE_COLUMNS = 20
+BEEP_SECONDS = 0.05
+BEEP_HZ = 1000
+
+CONTAINER_BY_SUFFIX = {
+    ".mp4": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".ts": "mpegts",
+    ".avi": "avi",
+    ".flv": "flv",
+    ".asf": "asf",
+}
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """What a synthetic recorder writes."""
+
+    vcodec: str = "h264"  # h264 | hevc | mjpeg
+    width: int = 320
+    height: int = 240
+    fps: Fraction = Fraction(25)
+    gop: int | None = None  # frames between keyframes; default one second
+    bframes: int = 0
+    acodec: str | None = "aac"  # aac | pcm_s16le | pcm_mulaw | pcm_alaw | None
+    sample_rate: int = 16000
+    crf: int = 30
+    x264_extra: dict = field(default_factory=dict)
+
+    @property
+    def frame_duration(self) -> Fraction:
+        return 1 / Fraction(self.fps)
+
+    @property
+    def keyframe_interval(self) -> int:
+        return self.gop or max(1, round(Fraction(self.fps)))
+
+
+# -- picture ----------------------------------------------------------------------------------
+
+_DIGITS = {  # 3x5 bitmap font, enough for a clock
+    "0": "111101101101111",
+    "1": "010110010010111",
+    "2": "111001111100111",
+    "3": "111001111001111",
+    "4": "101101111001001",
+    "5": "111100111001111",
+    "6": "111100111101111",
+    "7": "111001001001001",
+    "8": "111101111101111",
+    "9": "111101111001111",
+    "-": "000000111000000",
+    ":": "000010000010000",
+    ".": "000000000000010",
+    " ": "000000000000000",
+}
+
+
+def _block_size(width: int) -> int:
+    return max(4, width // CODE_COLUMNS)
+
+
+def encode_picture(wall: datetime, width: int, height: int, frame_number: int) -> np.ndarray:
+    """An RGB picture showing `wall` as a clock and as a bar code."""
+    image = np.full((height, width, 3), 96, dtype=np.uint8)
+    # Something that moves, so inter frames carry real changes.
+    x = (frame_number * 4) % max(1, width - 16)
+    image[height - 24 : height - 8, x : x + 16] = (200, 60, 60)
+
+    block = _block_size(width)
+    millis = round((wall - EPOCH_2000).total_seconds() * 1000)
+    for bit in range(CODE_BITS):
+        row, col = divmod(bit, CODE_COLUMNS)
+        value = 255 if (millis >> (CODE_BITS - 1 - bit)) & 1 else 0
+        image[row * block : (row + 1) * block, col * block : (col + 1) * block] = value
+
+    text = wall.strftime("%Y-%m-%d %H:%M:%S.") + f"{wall.microsecond // 1000:03d}"
+    _draw_text(image, text, top=2 * block + 4, scale=max(1, width // 160))
+    return image
+
+
+def _draw_text(image: np.ndarray, text: str, top: int, scale: int) -> None:
+    left = 4
+    for char in text:
+        glyph = _DIGITS.get(char, _DIGITS[" "])
+        for index, on in enumerate(glyph):
+            if on == "1":
+                r, c = divmod(index, 3)
+                y, x = top + r * scale, left + c * scale
+                image[y : y + scale, x : x + scale] = 255
+        left += 4 * scale
+        if left + 3 * scale >= image.shape[1]:
+            return
+
+
+def frame_wall_time(gray: np.ndarray) -> datetime:
+    """Read the wall-clock time a synthetic frame was recorded at, from its luma plane."""
+    width = gray.shape[1]
+    block = _block_size(width)
+    millis = 0
+    for bit in range(CODE_BITS):
+        row, col = divmod(bit, CODE_COLUMNS)
+        y0, x0 = row * block + block // 4, col * block + block // 4
+        patch = gray[y0 : y0 + block // 2, x0 : x0 + block // 2]
+        millis = (millis << 1) | int(patch.mean() > 128)
+    return EPOCH_2000 + timedelta(milliseconds=millis)
+
+
+# -- sound ------------------------------------------------------------------------------------
+
+
+def beep_samples(first_sample_wall: datetime, count: int, sample_rate: int) -> np.ndarray:
+    """Mono float samples: a beep at each whole wall-clock second, silence between."""
+    offset = (first_sample_wall - EPOCH_2000).total_seconds()
+    t = offset + np.arange(count, dtype=np.float64) / sample_rate
+    into_second = t - np.floor(t)
+    beep = into_second < BEEP_SECONDS
+    return np.where(beep, 0.5 * np.sin(2 * math.pi * BEEP_HZ * t), 0.0).astype(np.float32)
+
+
+def beep_onsets(samples: np.ndarray, sample_rate: int) -> list[float]:
+    """Seconds (from the first sample) at which beeps start in decoded mono audio."""
+    loud = np.abs(samples) > 0.1
+    onsets, last = [], -math.inf
+    for index in np.flatnonzero(loud):
+        if index - last > sample_rate * 0.5:
+            onsets.append(index / sample_rate)
+        last = index
+    return onsets
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _video_stream(container, spec: SegmentSpec):
+    rate = Fraction(spec.fps)
+    if spec.vcodec == "h264":
+        stream = container.add_stream("libx264", rate=rate)
+        params = {
+            "keyint": spec.keyframe_interval,
+            "min-keyint": spec.keyframe_interval,
+            "scenecut": 0,
+            "bframes": spec.bframes,
+            "crf": spec.crf,
+            **spec.x264_extra,
+        }
+        stream.options = {
+            "preset": "veryfast",
+            "x264-params": ":".join(f"{k}={v}" for k, v in params.items()),
+        }
+        stream.pix_fmt = "yuv420p"
+    elif spec.vcodec == "hevc":
+        stream = container.add_stream("libx265", rate=rate)
+        params = {
+            "keyint": spec.keyframe_interval,
+            "min-keyint": spec.keyframe_interval,
+            "scenecut": 0,
+            "bframes": spec.bframes,
+            "crf": spec.crf,
+            "log-level": "error",
+        }
+        stream.options = {
+            "preset": "ultrafast",
+            "x265-params": ":".join(f"{k}={v}" for k, v in params.items()),
+        }
+        stream.pix_fmt = "yuv420p"
+    elif spec.vcodec == "mjpeg":
+        stream = container.add_stream("mjpeg", rate=rate)
+        stream.pix_fmt = "yuvj420p"
+        stream.options = {"q:v": "5"}
+    else:
+        raise ValueError(f"unsupported synthetic video codec {spec.vcodec!r}")
+    stream.width, stream.height = spec.width, spec.height
+    stream.codec_context.time_base = 1 / rate
+    return stream
+
+
+def _audio_stream(container, spec: SegmentSpec):
+    stream = container.add_stream(spec.acodec, rate=spec.sample_rate)
+    stream.codec_context.layout = "mono"
+    if spec.acodec == "aac":
+        stream.codec_context.bit_rate = 32000
+    return stream
+
+
+def write_segment(
+    path: Path,
+    start: datetime,
+    duration: float,
+    spec: SegmentSpec = SegmentSpec(),
+    *,
+    creation_time: datetime | None = None,
+    pts_origin: float = 0.0,
+    first_frame_number: int = 0,
+) -> int:
+    """Write one recorded segment whose first frame shows `start`; return its frame count.
+
+    `pts_origin` (seconds) is the timestamp of the first frame inside the file: 0 for files
+    that restart at zero, or a running value for recorders whose timestamps continue (MPEG-TS).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = CONTAINER_BY_SUFFIX[path.suffix.lower()]
+    frame_count = round(duration * Fraction(spec.fps))
+    options = {}
+    with av.open(str(path), "w", format=fmt, options=options) as container:
+        if creation_time is not None:
+            container.metadata["creation_time"] = creation_time.astimezone(UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"
+            )
+        video = _video_stream(container, spec)
+        audio = _audio_stream(container, spec) if spec.acodec else None
+        frame_tb = spec.frame_duration
+        origin_frames = round(Fraction(pts_origin) / frame_tb)
+        audio_pos = 0
+        samples_per_packet = 1024
+        for index in range(frame_count):
+            offset = index * frame_tb
+            wall = start + timedelta(seconds=float(offset))
+            picture = encode_picture(
+                wall, spec.width, spec.height, first_frame_number + index
+            )
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = origin_frames + index
+            frame.time_base = frame_tb
+            for packet in video.encode(frame):
+                container.mux(packet)
+            if audio is not None:
+                audio_pos = _write_audio_until(
+                    container, audio, spec, start, pts_origin, audio_pos,
+                    until=float(offset + frame_tb), samples_per_packet=samples_per_packet,
+                )
+        for packet in video.encode(None):
+            container.mux(packet)
+        if audio is not None:
+            _write_audio_until(
+                container, audio, spec, start, pts_origin, audio_pos,
+                until=float(frame_count * frame_tb), samples_per_packet=samples_per_packet,
+                partial_last=True,
+            )
+            for packet in audio.encode(None):
+                container.mux(packet)
+    return frame_count
+
+
+def _write_audio_until(
+    container, audio, spec, start, pts_origin, position, until, samples_per_packet,
+    partial_last=False,
+):
+    """Encode audio samples from `position` up to `until` seconds into the segment."""
+    rate = spec.sample_rate
+    target = round(until * rate)
+    full_chunk = audio.codec_context.frame_size or samples_per_packet
+    origin_samples = round(pts_origin * rate)
+    while position < target:
+        chunk = full_chunk
+        if position + chunk > target:
+            if not partial_last:
+                break
+            chunk = target - position
+        wall = start + timedelta(seconds=position / rate)
+        samples = beep_samples(wall, chunk, rate)
+        if spec.acodec == "aac":
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="fltp", layout="mono")
+        else:
+            pcm = (samples * 32767).astype(np.int16).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = origin_samples + position
+        frame.time_base = Fraction(1, rate)
+        for packet in audio.encode(frame):
+            container.mux(packet)
+        position += chunk
+    return position
+
+
+def frigate_path(root: Path, camera: str, start: datetime) -> Path:
+    """Where Frigate stores the segment starting at `start` (UTC)."""
+    start = start.astimezone(UTC)
+    return Path(root) / start.strftime("%Y-%m-%d/%H") / camera / start.strftime("%M.%S.mp4")
+
+
+def write_archive(
+    paths_and_starts: list[tuple[Path, datetime]],
+    segment_seconds: float,
+    spec: SegmentSpec = SegmentSpec(),
+    continuous_pts: bool = False,
+    pts_origin: float = 0.0,
+) -> list[Path]:
+    """Write consecutive segments; with `continuous_pts` timestamps continue across files."""
+    written = []
+    frames = 0
+    for path, start in paths_and_starts:
+        origin = pts_origin + frames * float(spec.frame_duration) if continuous_pts else 0.0
+        frames += write_segment(path, start, segment_seconds, spec, pts_origin=origin, first_frame_number=frames)
+        written.append(Path(path))
+    return written

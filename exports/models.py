@@ -1,0 +1,244 @@
+"""Cameras, the index of their recorded segments, export tasks and their audit trail."""
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class CameraQuerySet(models.QuerySet):
+    def exportable_by(self, user):
+        """Cameras this user may export: superusers all, others by direct or group grant."""
+        if user is None or not user.is_authenticated or not user.is_active:
+            return self.none()
+        enabled = self.filter(enabled=True)
+        if user.is_superuser:
+            return enabled
+        granted = Q(allowed_users=user) | Q(allowed_groups__in=user.groups.all())
+        return enabled.filter(pk__in=Camera.objects.filter(granted).values("pk"))
+
+
+class Camera(models.Model):
+    class Layout(models.TextChoices):
+        AUTO = "auto", "Detect from file names"
+        FRIGATE = "frigate", "Frigate (YYYY-MM-DD/HH/<camera>/MM.SS.mp4)"
+        PATTERN = "pattern", "strftime pattern"
+
+    camera_id = models.CharField(
+        "camera id", max_length=64, unique=True, help_text="The CameraId other systems send."
+    )
+    name = models.CharField(max_length=200, blank=True)
+    archive_path = models.CharField(
+        max_length=1024, help_text="Directory holding the recordings (Frigate: recordings root)."
+    )
+    source_name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The camera's folder name inside a shared layout; defaults to the camera id.",
+    )
+    layout = models.CharField(max_length=16, choices=Layout.choices, default=Layout.AUTO)
+    pattern = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="strftime path relative to the archive, e.g. %Y/%m/%d/%H-%M-%S.mkv",
+    )
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA zone of the times in file names."
+    )
+    enabled = models.BooleanField(default=True)
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="exportable_cameras"
+    )
+    allowed_groups = models.ManyToManyField(Group, blank=True, related_name="exportable_cameras")
+    # The longest indexed segment bounds how far before a range a segment may start, so
+    # "segments overlapping [a, b)" is one range scan on (camera, start).
+    max_segment_seconds = models.FloatField(default=0)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CameraQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["camera_id"]
+
+    def __str__(self):
+        return f"{self.camera_id} {self.name}".strip()
+
+    def save(self, *args, **kwargs):
+        if not self.source_name:
+            self.source_name = self.camera_id
+        super().save(*args, **kwargs)
+
+    @property
+    def display_name(self):
+        return self.name or f"Camera {self.camera_id}"
+
+
+class Segment(models.Model):
+    """One recorded file of a camera's archive."""
+
+    camera = models.ForeignKey(Camera, on_delete=models.CASCADE, related_name="segments")
+    path = models.CharField(max_length=1024, help_text="Relative to the camera's archive path.")
+    start = models.DateTimeField(help_text="UTC time of the first video frame.")
+    end = models.DateTimeField(help_text="UTC time at which the last video frame ends.")
+    size = models.BigIntegerField()
+    mtime = models.FloatField()
+    video_codec = models.CharField(max_length=32)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    frame_rate = models.FloatField(default=0)
+    audio_codec = models.CharField(max_length=32, blank=True)
+    # False while the recorder may still be appending to the file.
+    complete = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["camera", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["camera", "path"], name="segment_unique_path"),
+        ]
+        indexes = [models.Index(fields=["camera", "start"], name="segment_camera_start")]
+
+    def __str__(self):
+        return self.path
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+
+class ExportTask(models.Model):
+    class State(models.TextChoices):
+        CREATED = "Created"
+        IN_PROGRESS = "InProgress"
+        READY = "ReadyForDownload"
+        FAILED = "Failed"
+        CANCELLED = "Cancelled"
+        DELETED = "Deleted"
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        PAGE = "page", "Web page"
+        COMMAND = "command", "Command line"
+
+    ACTIVE_STATES = (State.CREATED, State.IN_PROGRESS)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    camera = models.ForeignKey(Camera, on_delete=models.PROTECT, related_name="tasks")
+    batch = models.UUIDField(null=True, blank=True, db_index=True)
+    requested_from = models.DateTimeField()
+    requested_to = models.DateTimeField(null=True, blank=True)
+    start = models.DateTimeField(help_text="Resolved UTC start of the range.")
+    end = models.DateTimeField(help_text="Resolved UTC end of the range.")
+    format = models.CharField(max_length=8)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.CREATED)
+    percents = models.PositiveSmallIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    output_path = models.CharField(max_length=1024, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    technique = models.CharField(max_length=32, blank=True)
+    gaps = models.JSONField(default=list, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="task_created"),
+            models.Index(fields=["requested_by", "-created_at"], name="task_user_created"),
+            models.Index(fields=["camera", "-created_at"], name="task_camera_created"),
+            models.Index(fields=["state", "created_at"], name="task_state_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.camera.camera_id} {self.start:%Y-%m-%d %H:%M:%S}–{self.end:%H:%M:%S} {self.format}"
+
+    @property
+    def is_active(self):
+        return self.state in self.ACTIVE_STATES
+
+
+class AuditEvent(models.Model):
+    """Chain of custody: who created, downloaded, deleted a task, and every failure."""
+
+    class Action(models.TextChoices):
+        CREATE = "create"
+        START = "start"
+        FINISH = "finish"
+        FAIL = "fail"
+        DOWNLOAD = "download"
+        CANCEL = "cancel"
+        DELETE = "delete"
+        EXPIRE = "expire"
+        RETRY = "retry"
+
+    # Kept as a plain value (not a foreign key) so the trail outlives the task row.
+    task_id = models.UUIDField(db_index=True)
+    camera_id = models.CharField(max_length=64)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def for_key(self, key: str):
+        return self.filter(key_hash=ApiToken.hash_key(key), user__is_active=True).select_related(
+            "user"
+        )
+
+
+class ApiToken(models.Model):
+    """An API key; only its SHA-256 is stored (keys are random, so a fast hash is safe)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=8, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name: str = "") -> tuple["ApiToken", str]:
+        """Create a token and return it with the plain key, which is shown once."""
+        key = secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, key_hash=cls.hash_key(key), prefix=key[:8])
+        return token, key
+
+
+class UserPreference(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    time_zone = models.CharField(max_length=64, blank=True)

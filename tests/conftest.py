@@ -1,0 +1,33 @@
+import os
+
+import pytest
+import redis
+from django.conf import settings
+
+
+@pytest.fixture
+def redis_conn():
+    """The test Redis database, flushed before and after the test."""
+    conn = redis.Redis.from_url(os.environ["TEST_REDIS_URL"])
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path, settings):
+    """Each test writes exports into its own folder."""
+    settings.EXPORTS_DIR = tmp_path / "exports-out"
+    yield
+
+
+@pytest.fixture
+def archive_dir(tmp_path):
+    path = tmp_path / "archive"
+    path.mkdir()
+    return path
+
+
+def pytest_report_header(config):
+    return [f"database: {settings.DATABASES['default']['ENGINE']}"]
