@@ -1,0 +1,3 @@
+"""URLs of the PSIM JSON API."""
+
+urlpatterns = []
