@@ -100,10 +100,10 @@ def main() -> int:
     code = 0
     try:
         manage("start_maintenance", env=env)
-        rqworker = [python, "manage.py", "rqworker", "--name-prefix", "psimexport"]
-        supervisor.start("worker-1", *rqworker[:3], "exports", "default", "--with-scheduler")
+        rqworker = (python, "manage.py", "rqworker")
+        supervisor.start("worker-1", *rqworker, "exports", "default", "--with-scheduler")
         for number in range(2, settings.PSIMEXPORT_MAX_CONCURRENT + 1):
-            supervisor.start(f"worker-{number}", *rqworker[:3], "exports")
+            supervisor.start(f"worker-{number}", *rqworker, "exports")
         supervisor.start("demo", python, "manage.py", "demo_archive", "--auto", "--follow")
         bind = f"[{settings.HOST}]:{settings.PORT}" if ":" in settings.HOST else f"{settings.HOST}:{settings.PORT}"
         supervisor.start(
