@@ -120,6 +120,9 @@ STORAGES = {
     },
 }
 
+# Without a manifest (tests, or collectstatic not run yet) fall back to unhashed names.
+WHITENOISE_MANIFEST_STRICT = False
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
