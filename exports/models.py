@@ -60,6 +60,11 @@ class Camera(models.Model):
     # "segments overlapping [a, b)" is one range scan on (camera, start).
     max_segment_seconds = models.FloatField(default=0)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # Coverage kept by the indexer, so lists of cameras never scan their segments.
+    first_recording = models.DateTimeField(null=True, blank=True)
+    last_recording = models.DateTimeField(null=True, blank=True)
+    recorded_seconds = models.FloatField(default=0)
+    gap_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = CameraQuerySet.as_manager()
