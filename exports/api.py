@@ -1,0 +1,400 @@
+"""The PSIM JSON API: thin views (parse → form/service → JsonResponse).
+
+Every answer is JSON, errors included, in the contract's shape; nothing a client sends can
+produce an HTML page or a 500.
+"""
+
+import functools
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
+from django.db import connection
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from exports import auth, signing, tasks
+from exports.download import DownloadUnavailable, file_response
+from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
+from exports.models import AuditEvent, ExportTask
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int, **fields):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.fields = fields
+
+
+def error(message: str, status: int, **fields) -> JsonResponse:
+    """The contract's error shape: the six task fields, ArchiveTaskId null, State Failed."""
+    body = {
+        "CameraId": None,
+        "From": None,
+        "To": None,
+        "ArchiveTaskId": None,
+        "ErrorMessage": message,
+        "State": "Failed",
+    }
+    body.update(fields)
+    response = JsonResponse(body, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = auth.CHALLENGE
+    return response
+
+
+def api_endpoint(methods=("GET",), authenticate=True):
+    """Method check, authentication (request.api_user), and JSON for every failure."""
+
+    def decorate(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+            if request.method not in allowed:
+                response = error(
+                    f"method {request.method} not allowed here; use {' or '.join(methods)}", 405
+                )
+                response["Allow"] = ", ".join(sorted(allowed))
+                return response
+            try:
+                if authenticate:
+                    request.api_user = auth.authenticate_api_request(request)
+                return view(request, *args, **kwargs)
+            except auth.AuthenticationFailed as failure:
+                return error(str(failure), 401)
+            except auth.CsrfFailed as failure:
+                return error(str(failure), 403)
+            except ApiError as failure:
+                return error(failure.message, failure.status, **failure.fields)
+            except Http404 as failure:
+                return error(str(failure) or "not found", 404)
+            except SuspiciousOperation as failure:
+                return error(f"bad request: {failure}", 400)
+            except Exception:
+                log.exception("API %s %s failed", request.method, request.path)
+                return error("internal error; the server log has the details", 500)
+
+        return wrapper
+
+    return decorate
+
+
+# -- request parsing --------------------------------------------------------------------------
+
+
+def read_json_object(request) -> dict:
+    """The JSON object of the body, read with a 64 KiB limit (413 beyond)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError("invalid Content-Length", 400) from None
+    if declared > MAX_BODY_BYTES:
+        raise ApiError(f"request body larger than {MAX_BODY_BYTES // 1024} KiB", 413)
+    raw = request.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(f"request body larger than {MAX_BODY_BYTES // 1024} KiB", 413)
+    if not raw.strip():
+        raise ApiError('empty body: send a JSON object such as {"CameraId": "1", ...}', 400)
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as failure:
+        raise ApiError(f"body is not valid JSON: {failure}", 400) from None
+    if not isinstance(data, dict):
+        raise ApiError(f"body must be a JSON object, not a JSON {_json_type(data)}", 400)
+    return data
+
+
+def _json_type(value) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def casefold_keys(data: dict) -> dict:
+    """Field names match case-insensitively; two spellings of one field are refused."""
+    folded = {}
+    for key, value in data.items():
+        lower = key.lower()
+        if lower in folded:
+            raise ApiError(f"field {key!r} given twice (field names ignore case)", 400)
+        folded[lower] = value
+    return folded
+
+
+def query_param(request, name: str):
+    """A query parameter, its name matched case-insensitively."""
+    for key, value in request.GET.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def client_addr(request) -> str | None:
+    if settings.PSIMEXPORT_TRUST_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:45] or None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _task_for(request, raw_id, *, missing_message: str):
+    """A task the caller may see, or ApiError 400 (missing) / 404 (anything else)."""
+    if raw_id is None or str(raw_id).strip() == "":
+        raise ApiError(missing_message, 400)
+    if not isinstance(raw_id, str):
+        raise ApiError("ArchiveTaskId must be a string (a UUID)", 400)
+    try:
+        task_id = uuid.UUID(raw_id.strip())
+    except ValueError:
+        raise ApiError(f"no such task {raw_id[:60]!r}: not a task id", 404) from None
+    task = tasks.visible_tasks(request.api_user).filter(id=task_id).first()
+    if task is None:
+        raise ApiError(f"no such task {task_id}", 404, ArchiveTaskId=None)
+    return task
+
+
+# -- endpoints --------------------------------------------------------------------------------
+
+_CREATE_FIELDS = {"cameraid": "camera", "from": "start", "to": "end", "format": "format"}
+
+
+@api_endpoint(methods=("POST",))
+def create_archive_task(request):
+    data = casefold_keys(read_json_object(request))
+    form_data = {field: data.get(key) for key, field in _CREATE_FIELDS.items() if key in data}
+    echo = _echo(form_data)
+    form = ExportRequestForm(form_data, user=request.api_user)
+    if not form.is_valid():
+        raise ApiError(form.error_message(), 404 if form.camera_not_found else 400, **echo)
+    cleaned = form.cleaned_data
+    try:
+        task = tasks.create_export_task(
+            camera=cleaned["camera"],
+            start=cleaned["start"],
+            end=cleaned["end"],
+            fmt=cleaned["format"],
+            user=request.api_user,
+            source=ExportTask.Source.API,
+            remote_addr=client_addr(request),
+        )
+    except tasks.TaskRefused as refusal:
+        echo.update(CameraId=cleaned["camera"].camera_id, From=format_psim_time(cleaned["start"]))
+        raise ApiError(refusal.message, refusal.status, **echo) from None
+    return JsonResponse(
+        {
+            "CameraId": task.camera.camera_id,
+            "From": format_psim_time(task.start),
+            "To": format_psim_time(task.end),
+            "ArchiveTaskId": str(task.id),
+            "ErrorMessage": None,
+            "State": task.state,
+        }
+    )
+
+
+def _echo(form_data: dict) -> dict:
+    """What to answer in CameraId/From/To of a refused request: normalised where possible."""
+    camera = form_data.get("camera")
+    usable = isinstance(camera, (str, int)) and not isinstance(camera, bool)
+    echo = {"CameraId": str(camera)[:64] if usable else None}
+    for field, name in (("start", "From"), ("end", "To")):
+        value = form_data.get(field)
+        try:
+            echo[name] = format_psim_time(parse_psim_time(value)) if value else None
+        except ValueError:
+            echo[name] = value[:64] if isinstance(value, str) else None
+    return echo
+
+
+@api_endpoint(methods=("GET",))
+def get_archive_task_status(request):
+    task = _task_for(
+        request,
+        query_param(request, "archivetaskid"),
+        missing_message="archivetaskid is required: /getarchivetaskstatus?archivetaskid=<id>",
+    )
+    return JsonResponse(tasks.task_status_dict(task, request))
+
+
+@api_endpoint(methods=("POST",))
+def delete_archive_task(request):
+    raw_id = query_param(request, "archivetaskid")
+    if raw_id is None:
+        data = casefold_keys(read_json_object(request))
+        raw_id = data.get("archivetaskid")
+    task = _task_for(
+        request, raw_id, missing_message='ArchiveTaskId is required: {"ArchiveTaskId": "<id>"}'
+    )
+    task = tasks.delete_task(task, request.api_user, client_addr(request))
+    return JsonResponse(tasks.task_status_dict(task, request))
+
+
+@api_endpoint(methods=("GET",), authenticate=False)
+def download(request):
+    raw_id = query_param(request, "file")
+    if query_param(request, "signature") is not None:
+        task = _task_by_signed_link(request, raw_id)
+        user = None
+    else:
+        request.api_user = auth.authenticate_api_request(request)
+        task = _task_for(request, raw_id, missing_message="file is required: /download?file=<id>")
+        user = request.api_user
+    try:
+        response = file_response(request, task)
+    except DownloadUnavailable as unavailable:
+        raise ApiError(
+            unavailable.message, unavailable.status,
+            **{k: v for k, v in tasks.task_status_dict(task, request).items() if k != "Url"},
+        ) from None
+    if response.status_code in (200, 206) and request.method == "GET" and _starts_at_zero(request):
+        tasks.record_audit(
+            task, AuditEvent.Action.DOWNLOAD, user, client_addr(request),
+            via="signed link" if user is None else "credentials",
+            range=request.META.get("HTTP_RANGE", ""),
+        )
+    return response
+
+
+def _starts_at_zero(request) -> bool:
+    """Audit a download once, not for every range request a player makes while seeking."""
+    header = request.META.get("HTTP_RANGE", "").replace(" ", "").lower()
+    return not header or header.startswith("bytes=0-")
+
+
+def _task_by_signed_link(request, raw_id):
+    try:
+        task_id = uuid.UUID(str(raw_id or "").strip())
+    except ValueError:
+        raise ApiError("no such file: the link is malformed", 404) from None
+    if not signing.link_is_valid(
+        task_id, query_param(request, "expires"), query_param(request, "signature")
+    ):
+        raise ApiError(
+            "the download link has expired or is invalid: ask /getarchivetaskstatus for a "
+            "fresh Url, or download with credentials",
+            401,
+        )
+    task = ExportTask.objects.select_related("camera").filter(id=task_id).first()
+    if task is None:
+        raise ApiError("the export file was deleted", 410)
+    return task
+
+
+@api_endpoint(methods=("GET",))
+def get_cameras(request):
+    from exports.archive import camera_coverage, recorded_intervals
+
+    start, end = _interval_params(request)
+    cameras = []
+    for camera in tasks.exportable_cameras(request.api_user).order_by("camera_id"):
+        coverage = camera_coverage(camera)
+        first, last = coverage["first"], coverage["last"]
+        entry = {
+            "CameraId": camera.camera_id,
+            "Name": camera.display_name,
+            "FirstRecord": format_psim_time(first),
+            "LastRecord": format_psim_time(last),
+            "Recorded": None,
+        }
+        if start is not None:
+            entry["Recorded"] = [
+                {"From": format_psim_time(a), "To": format_psim_time(b)}
+                for a, b in recorded_intervals(camera, start, end)
+            ]
+        cameras.append(entry)
+    return JsonResponse({"Cameras": cameras})
+
+
+def _interval_params(request):
+    """?from=&to= for /getcameras: both optional; `to` defaults to now, `from` to `to` - 24 h
+    when only `to` is given. Neither: no Recorded intervals are listed."""
+    raw_from, raw_to = query_param(request, "from"), query_param(request, "to")
+    if raw_from is None and raw_to is None:
+        return None, None
+    try:
+        end = parse_psim_time(raw_to) if raw_to else datetime.now(UTC)
+        start = parse_psim_time(raw_from) if raw_from else end - timedelta(hours=24)
+    except ValueError as failure:
+        raise ApiError(f"from/to: {failure}", 400) from None
+    if end <= start:
+        raise ApiError("to must be after from", 400)
+    if end - start > timedelta(days=31):
+        raise ApiError("from/to may span at most 31 days", 400)
+    return start, end
+
+
+@api_endpoint(methods=("GET",), authenticate=False)
+def openapi_document(request):
+    from exports.openapi import document
+
+    return JsonResponse(document(request))
+
+
+@api_endpoint(methods=("GET",), authenticate=False)
+def healthz(request):
+    """Liveness of what an export needs. 503 when the database or Redis is down; no worker
+    alive is reported as "degraded" (tasks are accepted and wait)."""
+    checks = {}
+    healthy = True
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["Database"] = "ok"
+    except Exception as failure:  # noqa: BLE001 — any failure is the answer
+        checks["Database"] = f"error: {failure}"
+        healthy = False
+    workers = None
+    try:
+        from exports import jobs
+
+        queue = jobs.get_queue()
+        queue.connection.ping()
+        checks["Redis"] = "ok"
+        workers = _live_workers(queue)
+        checks["QueuedJobs"] = queue.count
+    except Exception as failure:  # noqa: BLE001
+        checks["Redis"] = f"error: {failure}"
+        healthy = False
+    checks["Workers"] = workers
+    try:
+        checks["DiskFreeBytes"] = tasks.free_bytes()
+        disk_ok = checks["DiskFreeBytes"] >= settings.PSIMEXPORT_MIN_FREE_BYTES
+    except OSError as failure:
+        checks["DiskFreeBytes"], disk_ok = None, False
+        log.warning("healthz: cannot stat exports dir: %s", failure)
+    checks["Disk"] = "ok" if disk_ok else "low"
+    if not healthy:
+        status = "error"
+    elif not workers or not disk_ok:
+        status = "degraded"
+    else:
+        status = "ok"
+    checks["Status"] = status
+    checks["Seconds"] = round(time.monotonic() - started, 4)
+    return JsonResponse(checks, status=200 if healthy else 503)
+
+
+def _live_workers(queue) -> int:
+    from rq import Worker
+
+    now = datetime.now(UTC)
+    alive = 0
+    for worker in Worker.all(queue=queue):
+        beat = worker.last_heartbeat
+        if beat is not None and beat.tzinfo is None:
+            beat = beat.replace(tzinfo=UTC)
+        if beat is not None and now - beat < timedelta(minutes=2):
+            alive += 1
+    return alive
+

@@ -1,0 +1,171 @@
+"""Serve a finished export: streamed from disk, with validators and single byte ranges.
+
+Django's FileResponse has no Range support, so this is ours. A whole-file answer uses
+FileResponse (gunicorn can then sendfile() it); a range uses a reader that stops at the
+range's end, so no server ever sends more than Content-Length.
+"""
+
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.utils.http import http_date, parse_http_date_safe, quote_etag
+
+from exports.models import ExportTask
+
+CONTENT_TYPES = {
+    "mp4": "video/mp4",
+    "avi": "video/x-msvideo",
+    "flv": "video/x-flv",
+    "mov": "video/quicktime",
+    "asf": "video/x-ms-asf",
+    "mkv": "video/x-matroska",
+}
+CHUNK = 256 * 1024
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+class DownloadUnavailable(Exception):
+    """The task has no file to serve; carries the HTTP status (409 or 410) and a message."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def export_file_path(task) -> Path:
+    """The task's file, guaranteed inside EXPORTS_DIR/<task id>/, or DownloadUnavailable."""
+    state = ExportTask.State
+    if task.state in (state.CREATED, state.IN_PROGRESS):
+        raise DownloadUnavailable(
+            f"the export is not ready yet ({task.state}, {task.percents}%)", 409
+        )
+    if task.state == state.DELETED:
+        raise DownloadUnavailable("the export file was deleted or has expired", 410)
+    if task.state != state.READY:
+        raise DownloadUnavailable(f"the task has no file: it is {task.state}", 409)
+    if not task.output_path:
+        raise DownloadUnavailable("the file was written outside the download area", 410)
+    folder = (Path(settings.EXPORTS_DIR) / str(task.id)).resolve()
+    path = (Path(settings.EXPORTS_DIR) / task.output_path).resolve()
+    if path.parent != folder or not path.is_file():
+        raise DownloadUnavailable("the export file is gone", 410)
+    return path
+
+
+def parse_range(header: str, size: int):
+    """(first, last) byte positions of a single range, None to serve the whole file, or
+    "unsatisfiable". Several ranges are answered with the whole file, as RFC 9110 allows."""
+    if "," in header:
+        return None
+    match = _RANGE.match(header)
+    if not match:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    first = int(first)
+    if last != "" and int(last) < first:
+        return None  # last before first: syntactically invalid, so the header is ignored
+    last = size - 1 if last == "" else min(int(last), size - 1)
+    if first >= size:
+        return "unsatisfiable"
+    return first, last
+
+
+def file_response(request, task) -> HttpResponse:
+    """The file of a ready task (raises DownloadUnavailable otherwise)."""
+    path = export_file_path(task)
+    stat = path.stat()
+    etag = quote_etag(task.sha256 or f"{stat.st_size:x}-{int(stat.st_mtime):x}")
+    last_modified = http_date(stat.st_mtime)
+    headers = {
+        "Content-Type": CONTENT_TYPES.get(task.format, "application/octet-stream"),
+        "Content-Disposition": f'attachment; filename="{path.name}"',
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Last-Modified": last_modified,
+        "Cache-Control": "private, no-transform",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if task.sha256:
+        headers["X-Content-SHA256"] = task.sha256
+
+    if _not_modified(request, etag, stat.st_mtime):
+        response = HttpResponse(status=304)
+        for name in ("ETag", "Last-Modified", "Cache-Control", "Accept-Ranges"):
+            response[name] = headers[name]
+        return response
+
+    size = stat.st_size
+    wanted = None
+    range_header = request.META.get("HTTP_RANGE", "")
+    if range_header and _if_range_matches(request, etag, last_modified):
+        wanted = parse_range(range_header, size)
+    if wanted == "unsatisfiable":
+        response = HttpResponse(status=416, content_type="application/json")
+        response.content = (
+            b'{"ErrorMessage": "requested range not satisfiable", "State": "ReadyForDownload"}'
+        )
+        response["Content-Range"] = f"bytes */{size}"
+        response["Accept-Ranges"] = "bytes"
+        return response
+    if request.method == "HEAD":
+        response = HttpResponse(status=200)
+        for name, value in headers.items():
+            response[name] = value
+        response["Content-Length"] = str(size)
+        return response
+    if wanted is None:
+        response = FileResponse(open(path, "rb"), status=200)  # noqa: SIM115 (closed by Django)
+        response.block_size = CHUNK
+        for name, value in headers.items():
+            response[name] = value
+        response["Content-Length"] = str(size)
+        return response
+    first, last = wanted
+    response = StreamingHttpResponse(_read_range(path, first, last), status=206)
+    for name, value in headers.items():
+        response[name] = value
+    response["Content-Range"] = f"bytes {first}-{last}/{size}"
+    response["Content-Length"] = str(last - first + 1)
+    return response
+
+
+def _read_range(path: Path, first: int, last: int):
+    with open(path, "rb") as handle:
+        handle.seek(first)
+        remaining = last - first + 1
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _not_modified(request, etag: str, mtime: float) -> bool:
+    if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None:
+        tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+        return "*" in tags or etag in tags
+    since = parse_http_date_safe(request.META.get("HTTP_IF_MODIFIED_SINCE", ""))
+    return since is not None and int(mtime) <= since
+
+
+def _if_range_matches(request, etag: str, last_modified: str) -> bool:
+    """A Range only applies when If-Range (if given) still names this file."""
+    value = request.META.get("HTTP_IF_RANGE")
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith('"') or value.startswith("W/"):
+        return value == etag
+    return value == last_modified

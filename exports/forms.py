@@ -1,0 +1,189 @@
+"""The one validation of an export request, shared by the JSON API and the pages."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from django import forms
+from django.conf import settings
+
+from exports.tasks import exportable_cameras
+
+EXPORT_FORMATS = ("mp4", "avi", "flv", "mov", "asf", "mkv")
+
+_PSIM_TIME = re.compile(
+    r"""^\s*
+    (?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})
+    [Tt\x20]
+    (?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?
+    \s*(?P<zone>[Zz]|(?:UTC|GMT)|[+-]\d{2}(?::?\d{2})?)?
+    \s*$""",
+    re.VERBOSE,
+)
+
+
+def parse_psim_time(value) -> datetime:
+    """A PSIM time as an aware UTC datetime; ValueError with a readable message otherwise.
+
+    Lenient as PSIM's own examples need: fractional seconds of any length (beyond
+    microseconds they are truncated), a trailing `Z`, an offset such as `+03:00` (converted to
+    UTC), or no zone at all (UTC). Seconds may be left out.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise ValueError("must be a string such as 2022-06-27T15:10:00Z")
+    match = _PSIM_TIME.match(value)
+    if not match:
+        raise ValueError(f"{_shorten(value)!r} is not a time like 2022-06-27T15:10:00Z")
+    parts = match.groupdict()
+    fraction = (parts["fraction"] or "0")[:6].ljust(6, "0")
+    try:
+        moment = datetime(
+            int(parts["year"]),
+            int(parts["month"]),
+            int(parts["day"]),
+            int(parts["hour"]),
+            int(parts["minute"]),
+            int(parts["second"] or 0),
+            int(fraction),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        raise ValueError(f"{_shorten(value)!r} is not a date and time that exists") from None
+    return moment - _zone_offset(parts["zone"])
+
+
+def _zone_offset(zone: str | None) -> timedelta:
+    if not zone or zone.upper() in ("Z", "UTC", "GMT"):
+        return timedelta(0)
+    sign = -1 if zone[0] == "-" else 1
+    digits = zone[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"time zone offset {zone!r} does not exist")
+    return sign * timedelta(hours=hours, minutes=minutes)
+
+
+def format_psim_time(moment: datetime | None) -> str | None:
+    """`YYYY-MM-DDTHH:MM:SS.fffZ` in UTC, the spelling of every time the API answers."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def _shorten(value: str, limit: int = 40) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+class PsimTimeField(forms.Field):
+    """A time as PSIM writes it; the pages' datetime-local inputs parse the same way."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_psim_time(value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error), code="invalid") from None
+
+
+class CameraIdField(forms.Field):
+    """The CameraId: a string, or a JSON number that is taken as its decimal spelling."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise forms.ValidationError(
+                'must be a string such as "1" (or a whole number)', code="invalid"
+            )
+        value = str(value).strip()
+        if len(value) > 64:
+            raise forms.ValidationError("is too long to be a camera id", code="invalid")
+        return value
+
+
+class FormatField(forms.Field):
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if not isinstance(value, str):
+            raise forms.ValidationError(
+                f"must be a string, one of {', '.join(EXPORT_FORMATS)}", code="invalid"
+            )
+        fmt = value.strip().lower().lstrip(".")
+        if fmt not in EXPORT_FORMATS:
+            raise forms.ValidationError(
+                f"unknown format {_shorten(value)!r}; choose one of {', '.join(EXPORT_FORMATS)}",
+                code="invalid",
+            )
+        return fmt
+
+
+class ExportRequestForm(forms.Form):
+    """camera + [start, end) + format; `cleaned_data` holds a Camera the user may export.
+
+    `end` may be left empty: the service resolves it to the last recorded frame.
+    """
+
+    camera = CameraIdField(
+        label="Camera", error_messages={"required": "is required (the camera's id)"}
+    )
+    start = PsimTimeField(
+        label="From", error_messages={"required": "is required, e.g. 2022-06-27T15:10:00Z"}
+    )
+    end = PsimTimeField(label="To", required=False)
+    format = FormatField(label="Format", required=False)
+
+    # The names the JSON API uses for the fields, for its error messages.
+    API_NAMES = {"camera": "CameraId", "start": "From", "end": "To", "format": "Format"}
+
+    def __init__(self, data=None, user=None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.user = user
+
+    def clean_camera(self):
+        camera_id = self.cleaned_data.get("camera")
+        if camera_id is None:
+            return None
+        camera = exportable_cameras(self.user).filter(camera_id=camera_id).first()
+        if camera is None:
+            # Same answer for "does not exist" and "not yours": don't reveal which.
+            raise forms.ValidationError(f"no such camera {_shorten(camera_id)!r}", code="not_found")
+        return camera
+
+    def clean_format(self):
+        return self.cleaned_data.get("format") or settings.PSIMEXPORT_CONTAINER_FORMAT
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start is not None and end is not None:
+            if end <= start:
+                self.add_error("end", "must be after From")
+            elif end - start > timedelta(hours=settings.PSIMEXPORT_MAX_RANGE_HOURS):
+                self.add_error(
+                    "end",
+                    f"the range is longer than the {settings.PSIMEXPORT_MAX_RANGE_HOURS} hours "
+                    "one export may cover; split it into several tasks",
+                )
+        return data
+
+    @property
+    def camera_not_found(self) -> bool:
+        """True when the only thing wrong is the camera (the API answers 404 then)."""
+        return self.has_error("camera", code="not_found") and len(self.errors) == 1
+
+    def error_message(self, api_names: bool = True) -> str:
+        """All errors in one readable line, named as the API (or the page) names the fields."""
+        parts = []
+        for field, errors in self.errors.items():
+            if field == "__all__":
+                parts.extend(errors)
+                continue
+            name = self.API_NAMES.get(field, field) if api_names else self.fields[field].label
+            parts.extend(f"{name} {message}" for message in errors)
+        return "; ".join(parts)

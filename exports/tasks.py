@@ -1,0 +1,326 @@
+"""Export tasks as a service: create, cancel, delete, retry, list, describe. No HTTP here.
+
+The API views and the pages both call these functions, so every rule (who may see what, what
+is refused and with which status, what is audited) lives in one place.
+"""
+
+import logging
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.db.models import Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from exports import signing
+from exports.models import AuditEvent, Camera, ExportTask
+
+log = logging.getLogger(__name__)
+
+State = ExportTask.State
+Action = AuditEvent.Action
+
+QUEUE_UNAVAILABLE = "job queue unavailable"
+
+
+class TaskRefused(Exception):
+    """A request that cannot become a task, with the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class ApiAnonymousUser(AnonymousUser):
+    """The caller of the JSON API when PSIMEXPORT_ALLOW_ANONYMOUS is on and no credentials came.
+
+    It may export every enabled camera. The pages never see it (they always need a login).
+    """
+
+    is_api_anonymous = True
+
+    def __str__(self):
+        return "anonymous API caller"
+
+
+# -- who may see what -------------------------------------------------------------------------
+
+
+def exportable_cameras(user):
+    """Cameras this caller may export (the anonymous API caller: all enabled cameras)."""
+    if getattr(user, "is_api_anonymous", False):
+        return Camera.objects.filter(enabled=True)
+    return Camera.objects.exportable_by(user)
+
+
+def visible_tasks(user):
+    """Tasks this caller may see: every task of a camera they may export.
+
+    Not only their own: operators on a shift share evidence work, and the camera grant is the
+    access boundary everywhere else too. Superusers see all tasks, even of disabled cameras.
+    """
+    tasks = ExportTask.objects.select_related("camera", "requested_by")
+    if getattr(user, "is_superuser", False) and user.is_active:
+        return tasks
+    return tasks.filter(camera__in=exportable_cameras(user).values("pk"))
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+def record_audit(task, action, user=None, remote_addr=None, **detail) -> AuditEvent:
+    """One line of the chain of custody; survives the task row."""
+    real_user = user if getattr(user, "is_authenticated", False) else None
+    if real_user is not None:
+        username = real_user.get_username()
+    elif getattr(user, "is_api_anonymous", False):
+        username = "(anonymous API)"
+    else:
+        username = ""
+    return AuditEvent.objects.create(
+        task_id=task.id,
+        camera_id=task.camera.camera_id,
+        action=action,
+        user=real_user,
+        username=username,
+        remote_addr=remote_addr or None,
+        detail=detail,
+    )
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+def create_export_task(
+    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None
+) -> ExportTask:
+    """Resolve the range, check recording and disk, save the task and queue its job.
+
+    Raises TaskRefused: 400 range too long, 404 nothing recorded, 507 disk, 503 queue down
+    (the row is then kept as Failed "job queue unavailable" for the audit trail).
+    """
+    from exports.archive import ArchiveError, index_camera, last_recorded_frame, segments_covering
+
+    try:
+        index_camera(camera, recent_only=True)
+    except ArchiveError as error:  # export what the index already knows
+        log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
+    requested_end = end
+    if end is None:
+        end = last_recorded_frame(camera)
+        if end is None or end <= start:
+            raise TaskRefused(
+                f"camera {camera.camera_id} has no recording after {_human(start)}", 404
+            )
+    if end - start > timedelta(hours=settings.PSIMEXPORT_MAX_RANGE_HOURS):
+        raise TaskRefused(
+            f"the range is longer than the {settings.PSIMEXPORT_MAX_RANGE_HOURS} hours one "
+            "export may cover; give a To or split it into several tasks",
+            400,
+        )
+    coverage = segments_covering(camera, start, end)
+    if not coverage.segments:
+        raise TaskRefused(
+            f"camera {camera.camera_id} has no recording between {_human(start)} and "
+            f"{_human(end)}",
+            404,
+        )
+    check_disk_space()
+
+    task = ExportTask(
+        camera=camera,
+        batch=batch,
+        requested_from=start,
+        requested_to=requested_end,
+        start=start,
+        end=end,
+        format=fmt,
+        source=source,
+        requested_by=user if getattr(user, "is_authenticated", False) else None,
+        remote_addr=remote_addr or None,
+    )
+    return _save_and_enqueue(task, user, remote_addr)
+
+
+def _save_and_enqueue(task, user, remote_addr) -> ExportTask:
+    from exports import jobs
+
+    outcome = {}
+
+    def enqueue():
+        try:
+            jobs.enqueue_export(task)
+        except jobs.QueueUnavailable as error:
+            outcome["error"] = error
+            mark_queue_unavailable(task)
+
+    with transaction.atomic():
+        task.save()
+        record_audit(
+            task, Action.CREATE, user, remote_addr,
+            start=task.start.isoformat(), end=task.end.isoformat(), format=task.format,
+            source=task.source,
+        )
+        transaction.on_commit(enqueue)
+    # Outside any outer transaction the job was queued (or not) just now; inside one (a batch
+    # of tasks, a test), the callback runs at commit and marks the row itself if it fails.
+    if "error" in outcome:
+        raise TaskRefused(QUEUE_UNAVAILABLE, 503)
+    return task
+
+
+def mark_queue_unavailable(task) -> None:
+    ExportTask.objects.filter(id=task.id, state=State.CREATED).update(
+        state=State.FAILED, error_message=QUEUE_UNAVAILABLE, finished_at=timezone.now()
+    )
+    task.state, task.error_message = State.FAILED, QUEUE_UNAVAILABLE
+    record_audit(task, Action.FAIL, error=QUEUE_UNAVAILABLE)
+
+
+def _human(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- disk -------------------------------------------------------------------------------------
+
+
+def exports_dir() -> Path:
+    return Path(settings.EXPORTS_DIR)
+
+
+def exports_bytes_used() -> int:
+    kept = ExportTask.objects.filter(state=State.READY).aggregate(total=Sum("size"))["total"]
+    return kept or 0
+
+
+def free_bytes() -> int:
+    path = exports_dir()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_disk_space() -> None:
+    """Raise TaskRefused(507) when a new export would break the disk budget or free floor."""
+    limit = settings.PSIMEXPORT_MAX_BYTES
+    if limit is not None and exports_bytes_used() >= limit:
+        raise TaskRefused(
+            "not enough disk for exports: the export files already use the "
+            f"{limit} bytes allowed (PSIMEXPORT_MAX_BYTES); delete finished exports or wait "
+            "for them to expire",
+            507,
+        )
+    if free_bytes() < settings.PSIMEXPORT_MIN_FREE_BYTES:
+        raise TaskRefused(
+            "not enough disk for exports: less than "
+            f"{settings.PSIMEXPORT_MIN_FREE_BYTES} bytes free (PSIMEXPORT_MIN_FREE_BYTES)",
+            507,
+        )
+
+
+def task_dir(task) -> Path:
+    """The task's own folder under EXPORTS_DIR, named with its id (never from user input)."""
+    return exports_dir() / str(task.id)
+
+
+def remove_task_files(task) -> None:
+    shutil.rmtree(task_dir(task), ignore_errors=True)
+
+
+# -- cancel, delete, retry --------------------------------------------------------------------
+
+
+def cancel_task(task, user=None, remote_addr=None) -> ExportTask:
+    """Stop a queued or running task. The running job notices and removes its temp files."""
+    changed = ExportTask.objects.filter(id=task.id, state__in=ExportTask.ACTIVE_STATES).update(
+        state=State.CANCELLED, finished_at=timezone.now(), error_message="cancelled"
+    )
+    task.refresh_from_db()
+    if changed:
+        record_audit(task, Action.CANCEL, user, remote_addr)
+        if task.started_at is None:
+            remove_task_files(task)
+    return task
+
+
+def delete_task(task, user=None, remote_addr=None) -> ExportTask:
+    """Cancel if active, else remove the file: state Deleted. Idempotent."""
+    if task.is_active:
+        task = cancel_task(task, user, remote_addr)
+        if task.state == State.CANCELLED:
+            return task
+    if task.state in (State.CANCELLED, State.DELETED):
+        return task
+    changed = ExportTask.objects.filter(id=task.id, state=task.state).update(
+        state=State.DELETED, percents=0 if task.state != State.READY else task.percents
+    )
+    remove_task_files(task)
+    task.refresh_from_db()
+    if changed:
+        record_audit(task, Action.DELETE, user, remote_addr)
+    return task
+
+
+def retry_task(task, user=None, remote_addr=None) -> ExportTask:
+    """Run a failed or cancelled task again from 0 %; TaskRefused if it cannot be."""
+    if task.state not in (State.FAILED, State.CANCELLED):
+        raise TaskRefused(f"only a Failed or Cancelled task can be retried, not {task.state}", 409)
+    check_disk_space()
+    remove_task_files(task)
+    changed = ExportTask.objects.filter(id=task.id, state=task.state).update(
+        state=State.CREATED, percents=0, error_message="", started_at=None, finished_at=None,
+        attempts=0, output_path="", size=None, sha256="", technique="", gaps=[], details={},
+    )
+    task.refresh_from_db()
+    if not changed:
+        return task
+    record_audit(task, Action.RETRY, user, remote_addr)
+    from exports import jobs
+
+    try:
+        jobs.enqueue_export(task)
+    except jobs.QueueUnavailable:
+        mark_queue_unavailable(task)
+        raise TaskRefused(QUEUE_UNAVAILABLE, 503) from None
+    return task
+
+
+# -- describe ---------------------------------------------------------------------------------
+
+# Signed links stay the same for this long, so polling clients see a stable Url.
+LINK_STEP_SECONDS = 300
+LINK_LIFETIME_SECONDS = 3600
+
+
+def signed_download_url(task, request) -> str | None:
+    """Absolute link that works without credentials until `expires`; None until ready."""
+    if task.state != State.READY or not task.output_path:
+        return None
+    now = int(time.time())
+    expires = now - now % LINK_STEP_SECONDS + LINK_LIFETIME_SECONDS + LINK_STEP_SECONDS
+    if task.expires_at is not None:
+        expires = min(expires, int(task.expires_at.timestamp()))
+    query = signing.signed_query(task.id, expires)
+    return request.build_absolute_uri(reverse("api-download") + "?" + query)
+
+
+def task_status_dict(task, request) -> dict:
+    """The PSIM status JSON of a task."""
+    from exports.forms import format_psim_time
+
+    return {
+        "Percents": int(task.percents),
+        "Url": signed_download_url(task, request),
+        "CameraId": task.camera.camera_id,
+        "From": format_psim_time(task.start),
+        "To": format_psim_time(task.end),
+        "ArchiveTaskId": str(task.id),
+        "ErrorMessage": task.error_message or None,
+        "State": task.state,
+    }
