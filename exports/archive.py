@@ -77,7 +77,8 @@ class IndexSummary:
             else "no recordings"
         )
         text = (
-            f"camera {self.camera_id}: {self.segments} segments, {span}, {self.gaps} gaps "
+            f"camera {self.camera_id}: {_plural(self.segments, 'segment')}, {span}, "
+            f"{_plural(self.gaps, 'gap')} "
             f"(+{self.added} ~{self.updated} -{self.removed} ={self.unchanged}"
         )
         if self.pending:
@@ -85,6 +86,10 @@ class IndexSummary:
         if self.failed:
             text += f", {len(self.failed)} unreadable"
         return text + f") in {self.seconds:.2f} s"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @dataclass
