@@ -1,0 +1,60 @@
+"""Which source codec may be stream-copied into which output container.
+
+One table, established by tests/test_media_compat.py: every pair marked as copy is muxed by the
+engine and the result decoded with both FFmpeg (PyAV) and GStreamer. Pairs left out are
+transcoded (video to H.264, audio to AAC) and the reason is reported to the user.
+"""
+
+from __future__ import annotations
+
+FORMATS = ("mp4", "avi", "flv", "mov", "asf", "mkv")
+
+MUXER = {"mp4": "mp4", "avi": "avi", "flv": "flv", "mov": "mov", "asf": "asf", "mkv": "matroska"}
+
+# Containers whose H.264 must be an Annex B byte stream (start codes, in-band SPS/PPS).
+NEEDS_ANNEXB = frozenset({"avi", "asf"})
+
+# (codec, container) -> why it is NOT copied; pairs absent from COPY are transcoded.
+COPY = {
+    "h264": {"mp4", "mov", "mkv", "avi", "asf", "flv"},
+    "hevc": set(),  # see VIDEO_REASONS: a frame-exact HEVC cut needs re-encoding
+    "mjpeg": {"mov", "mkv", "avi"},
+    "aac": {"mp4", "mov", "mkv", "flv", "avi", "asf"},
+    "pcm_s16le": {"mov", "mkv", "avi", "asf"},
+    "pcm_mulaw": {"mov", "avi", "asf"},
+    "pcm_alaw": {"mov", "avi", "asf"},
+}
+
+# Codecs whose exact cut needs no re-encoding (every frame is a keyframe) or that the engine
+# can smart-cut (re-encode only the partial GOP at each end).
+INTRA_ONLY = frozenset({"mjpeg"})
+SMART_CUT = frozenset({"h264"})
+
+REASONS = {
+    ("hevc", "flv"): "flv does not carry hevc (enhanced FLV is rejected by many players)",
+    ("mjpeg", "flv"): "flv does not carry mjpeg",
+    ("mjpeg", "mp4"): "mp4 players (browsers, GStreamer) do not play mjpeg in mp4",
+    ("mjpeg", "asf"): "GStreamer does not decode mjpeg from asf",
+    ("pcm_s16le", "mp4"): "mp4 gets AAC so browsers play it",
+    ("pcm_mulaw", "mp4"): "mp4 gets AAC so browsers play it",
+    ("pcm_alaw", "mp4"): "mp4 gets AAC so browsers play it",
+    ("pcm_mulaw", "mkv"): "matroska has no G.711 codec id",
+    ("pcm_alaw", "mkv"): "matroska has no G.711 codec id",
+    ("pcm_s16le", "flv"): "GStreamer's flvdemux does not play little-endian PCM",
+    ("pcm_mulaw", "flv"): "GStreamer's flvdemux does not play G.711 from flv",
+    ("pcm_alaw", "flv"): "GStreamer's flvdemux does not play G.711 from flv",
+}
+
+
+def can_copy(codec: str, fmt: str) -> bool:
+    """True when `codec` may be stream-copied into container `fmt`."""
+    return fmt in COPY.get(codec, set())
+
+
+def copy_refusal(codec: str, fmt: str) -> str:
+    """A short reason why `codec` is transcoded for `fmt`."""
+    if codec == "hevc":
+        return REASONS.get(
+            (codec, fmt), "a frame-exact cut of hevc needs re-encoding (smart cut is h264-only)"
+        )
+    return REASONS.get((codec, fmt), f"{fmt} does not carry {codec}")

@@ -1,0 +1,78 @@
+"""Small H.264 bitstream helpers for splicing re-encoded frames into a copied stream."""
+
+from __future__ import annotations
+
+import re
+
+_START_CODE = re.compile(b"\x00\x00\x01")
+
+
+def is_avcc(extradata: bytes | None) -> bool:
+    """True when codec extradata is an avcC record (length-prefixed NAL units, as in MP4)."""
+    return bool(extradata) and extradata[0] == 1
+
+
+def nal_length_size(extradata: bytes) -> int:
+    """Bytes in each NAL length prefix of an avcC stream."""
+    return (extradata[4] & 3) + 1
+
+
+def split_annexb(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B byte stream, without start codes."""
+    starts = [m.end() for m in _START_CODE.finditer(data)]
+    nals = []
+    for index, begin in enumerate(starts):
+        end = starts[index + 1] - 3 if index + 1 < len(starts) else len(data)
+        nal = data[begin:end]
+        # A 4-byte start code leaves a trailing zero on the previous unit.
+        if index + 1 < len(starts) and nal.endswith(b"\x00"):
+            nal = nal.rstrip(b"\x00")
+        if nal:
+            nals.append(nal)
+    return nals
+
+
+def annexb_to_avcc(data: bytes, length_size: int = 4) -> bytes:
+    """Rewrite an Annex B packet as length-prefixed NAL units."""
+    return b"".join(len(nal).to_bytes(length_size, "big") + nal for nal in split_annexb(data))
+
+
+def avcc_parameter_sets(extradata: bytes) -> list[bytes]:
+    """The SPS and PPS NAL units stored in an avcC record."""
+    nals, pos = [], 5
+    count = extradata[pos] & 0x1F
+    pos += 1
+    for _ in range(count):
+        size = int.from_bytes(extradata[pos : pos + 2], "big")
+        nals.append(extradata[pos + 2 : pos + 2 + size])
+        pos += 2 + size
+    count = extradata[pos]
+    pos += 1
+    for _ in range(count):
+        size = int.from_bytes(extradata[pos : pos + 2], "big")
+        nals.append(extradata[pos + 2 : pos + 2 + size])
+        pos += 2 + size
+    return nals
+
+
+def parameter_sets(extradata: bytes) -> list[bytes]:
+    """SPS/PPS NAL units from extradata in either avcC or Annex B form."""
+    if is_avcc(extradata):
+        return avcc_parameter_sets(extradata)
+    return split_annexb(extradata or b"")
+
+
+def x264_profile(profile: str | None) -> str:
+    """The x264 `profile` option matching a decoder's profile name."""
+    name = (profile or "high").lower()
+    if "baseline" in name:
+        return "baseline"
+    if name == "main":
+        return "main"
+    if "4:4:4" in name:
+        return "high444"
+    if "4:2:2" in name:
+        return "high422"
+    if "10" in name:
+        return "high10"
+    return "high"

@@ -1,0 +1,132 @@
+"""Decode exported files back to (time, recorded wall time) pairs, with PyAV and GStreamer."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import av
+import numpy as np
+
+from exports.media import synth
+
+GST_LAUNCH = shutil.which("gst-launch-1.0")
+
+
+@dataclass
+class Decoded:
+    format_name: str
+    video_codec: str | None
+    audio_codec: str | None
+    times: list[float]  # presentation time of each video frame, seconds
+    walls: list[datetime]  # wall time each frame shows
+    audio: np.ndarray | None  # mono samples placed on the output timeline
+    audio_start: float  # output time of audio[0]
+    sample_rate: int
+    duration: float | None
+
+
+def decode_with_pyav(path: Path) -> Decoded:
+    """Every video frame's time and shown wall time, and the audio on the output timeline."""
+    with av.open(str(path)) as container:
+        vstream = container.streams.video[0]
+        astream = container.streams.audio[0] if container.streams.audio else None
+        times, walls = [], []
+        for frame in container.decode(vstream):
+            times.append(float(frame.pts * frame.time_base))
+            walls.append(synth.frame_wall_time(frame.to_ndarray(format="gray")))
+        duration = container.duration / 1e6 if container.duration else None
+        format_name = container.format.name
+        if format_name in ("avi", "asf"):
+            # AVI stores no presentation times and FFmpeg's asf muxer stores decode times: frames
+            # come out stamped with decode-order times, which a player shows in output order,
+            # so compare them as a set.
+            times.sort()
+        vcodec = vstream.codec_context.name
+    audio, audio_start, rate, acodec = None, 0.0, 0, None
+    if astream is not None:
+        audio, audio_start, rate, acodec = _decode_audio(path)
+    return Decoded(format_name, vcodec, acodec, times, walls, audio, audio_start, rate, duration)
+
+
+def _decode_audio(path: Path):
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        acodec = stream.codec_context.name
+        pieces = []
+        for frame in container.decode(stream):
+            samples = frame.to_ndarray().astype(np.float32)
+            if frame.format.name.startswith("s16"):
+                samples = samples / 32768.0
+            samples = samples.reshape(-1, frame.samples)[0] if frame.format.is_planar else (
+                samples.reshape(frame.samples, -1)[:, 0]
+            )
+            start = float(frame.pts * frame.time_base) if frame.pts is not None else None
+            pieces.append((start, samples))
+    if not pieces:
+        return None, 0.0, rate, acodec
+    first = pieces[0][0] or 0.0
+    total = []
+    position = 0
+    for start, samples in pieces:
+        at = round(((start if start is not None else first) - first) * rate)
+        if start is not None and at > position:
+            total.append(np.zeros(at - position, dtype=np.float32))
+            position = at
+        total.append(samples)
+        position += len(samples)
+    return np.concatenate(total), first, rate, acodec
+
+
+def decode_with_gstreamer(path: Path, width: int, height: int, workdir: Path) -> list[datetime]:
+    """The wall times of the frames GStreamer decodes from `path` (raw GRAY8 luma frames)."""
+    raw = workdir / f"{path.name}.gray"
+    subprocess.run(
+        [
+            GST_LAUNCH, "-q", "filesrc", f"location={path}", "!", "decodebin", "!",
+            "videoconvert", "!", f"video/x-raw,format=GRAY8,width={width},height={height}",
+            "!", "filesink", f"location={raw}",
+        ],
+        check=True, timeout=120, capture_output=True,
+    )
+    data = np.fromfile(raw, dtype=np.uint8)
+    frame_size = width * height
+    # GStreamer pads GRAY8 rows to a multiple of 4 bytes.
+    stride = (width + 3) // 4 * 4
+    frame_size = stride * height
+    frames = data[: len(data) // frame_size * frame_size].reshape(-1, height, stride)
+    return [synth.frame_wall_time(frame[:, :width]) for frame in frames]
+
+
+def frame_steps_ok(walls: list[datetime], step: timedelta, gaps=()) -> list[tuple]:
+    """Pairs of consecutive frames whose wall times are not one frame apart (outside gaps)."""
+    bad = []
+    for a, b in zip(walls, walls[1:], strict=False):
+        if b - a == step:
+            continue
+        if any(a < gap_end and b >= gap_end for _, gap_end in gaps):
+            continue
+        bad.append((a, b))
+    return bad
+
+
+def beep_offsets(decoded: Decoded) -> list[float]:
+    """For each beep in the output audio: its time minus the time of the frame showing it."""
+    onsets = synth.beep_onsets(decoded.audio, decoded.sample_rate)
+    frame_at_second = {
+        w.replace(microsecond=0): t
+        for t, w in zip(decoded.times, decoded.walls, strict=False)
+        if w.microsecond == 0
+    }
+    offsets = []
+    for onset in onsets:
+        at = decoded.audio_start + onset
+        # The wall second of this beep is the frame nearest in output time showing a whole second.
+        nearest = min(frame_at_second.values(), key=lambda t: abs(t - at), default=None)
+        if nearest is not None:
+            offsets.append(at - nearest)
+    return offsets
