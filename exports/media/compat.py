@@ -14,6 +14,12 @@ MUXER = {"mp4": "mp4", "avi": "avi", "flv": "flv", "mov": "mov", "asf": "asf", "
 # Containers whose H.264 must be an Annex B byte stream (start codes, in-band SPS/PPS).
 NEEDS_ANNEXB = frozenset({"avi", "asf"})
 
+# Containers whose FFmpeg muxer/demuxer pair loses the presentation times of B-frames: the
+# frames survive but play up to two frames off the audio. Reordered video is transcoded.
+NO_REORDER = {
+    "asf": "FFmpeg's asf keeps only decode times, so B-frames would play out of sync",
+}
+
 # (codec, container) -> why it is NOT copied; pairs absent from COPY are transcoded.
 COPY = {
     "h264": {"mp4", "mov", "mkv", "avi", "asf", "flv"},

@@ -139,18 +139,21 @@ class _Probe:
     segment: SourceSegment
     video: tuple | None  # (codec, width, height)
     audio: tuple | None  # (codec, sample_rate, channels)
+    reordered: bool = False  # video has B-frames
 
 
 def _probe(segment: SourceSegment) -> _Probe:
     with av.open(str(segment.path)) as container:
         video = audio = None
+        reordered = False
         if container.streams.video:
             ctx = container.streams.video[0].codec_context
             video = (ctx.name, ctx.width, ctx.height)
+            reordered = bool(ctx.has_b_frames)
         if container.streams.audio:
             ctx = container.streams.audio[0].codec_context
             audio = (ctx.name, ctx.sample_rate, ctx.layout.nb_channels)
-        return _Probe(segment, video, audio)
+        return _Probe(segment, video, audio, reordered)
 
 
 def _decoded_frames(ctx, packets):
@@ -228,6 +231,11 @@ class _Export:
             changes = ", ".join(f"{c} {w}x{h}" for c, w, h in sorted(videos))
             self.result.transcoded.append(
                 f"video: {codec} -> h264 (codec or resolution changes between segments: {changes})"
+            )
+        elif fmt in compat.NO_REORDER and any(p.reordered for p in probes):
+            self.video_mode = "transcode"
+            self.result.transcoded.append(
+                f"video: {codec} -> h264 ({compat.NO_REORDER[fmt]})"
             )
         elif compat.can_copy(codec, fmt) and codec in compat.SMART_CUT | compat.INTRA_ONLY:
             self.video_mode = "copy"
