@@ -610,7 +610,7 @@ def _overlapping(camera: Camera, start: datetime, end: datetime):
 
 def segments_covering(camera: Camera, start: datetime, end: datetime) -> Coverage:
     """The ordered segments overlapping [start, end) and the gaps between them in that range."""
-    segments = list(_overlapping(camera, start, end).order_by("start", "end"))
+    segments = list(_overlapping(camera, start, end).order_by("start"))
     gaps = []
     cursor, rate = start, segments[0].frame_rate if segments else 0.0
     for segment in segments:

@@ -47,15 +47,13 @@ def probe(path: str | os.PathLike) -> ProbeResult:
     """Probe one segment: codecs, size, frame rate, creation_time and video duration."""
     path = Path(path)
     try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.FFmpegError as error:
-        if _is_mp4_without_moov(path):
-            raise IncompleteFile(f"{path.name}: MP4 index (moov) not written yet") from error
-        raise ProbeError(f"{path.name}: {error}") from error
-    try:
-        with container:
+        with av.open(str(path), metadata_errors="ignore") as container:
             return _probe_open(container, path)
-    except av.FFmpegError as error:
+    except (av.FFmpegError, ProbeError) as error:
+        if _is_mp4_without_complete_moov(path):
+            raise IncompleteFile(f"{path.name}: MP4 index (moov) not written yet") from error
+        if isinstance(error, ProbeError):
+            raise
         raise ProbeError(f"{path.name}: {error}") from error
 
 
@@ -162,8 +160,8 @@ def _parse_tag_time(value: str) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _is_mp4_without_moov(path: Path) -> bool:
-    """True for an ISO-BMFF file whose top-level boxes end before any moov box."""
+def _is_mp4_without_complete_moov(path: Path) -> bool:
+    """True for an ISO-BMFF file whose moov box is missing or cut short (still being written)."""
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -176,7 +174,7 @@ def _is_mp4_without_moov(path: Path) -> bool:
                 elif box_size == 0:
                     box_size = size - position
                 if box_type == b"moov":
-                    return False
+                    return position + box_size > size
                 if position == 0:
                     if box_type != b"ftyp":
                         return False
