@@ -254,7 +254,11 @@ def download(request):
     except DownloadUnavailable as unavailable:
         raise ApiError(
             unavailable.message, unavailable.status,
-            **{k: v for k, v in tasks.task_status_dict(task, request).items() if k != "Url"},
+            **{
+                k: v
+                for k, v in tasks.task_status_dict(task, request).items()
+                if k not in ("Url", "ErrorMessage")
+            },
         ) from None
     if response.status_code in (200, 206) and request.method == "GET" and _starts_at_zero(request):
         tasks.record_audit(

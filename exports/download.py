@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.http import http_date, parse_http_date_safe, quote_etag
 
 from exports.models import ExportTask
@@ -110,9 +110,16 @@ def file_response(request, task) -> HttpResponse:
     if range_header and _if_range_matches(request, etag, last_modified):
         wanted = parse_range(range_header, size)
     if wanted == "unsatisfiable":
-        response = HttpResponse(status=416, content_type="application/json")
-        response.content = (
-            b'{"ErrorMessage": "requested range not satisfiable", "State": "ReadyForDownload"}'
+        response = JsonResponse(
+            {
+                "CameraId": task.camera.camera_id,
+                "From": None,
+                "To": None,
+                "ArchiveTaskId": str(task.id),
+                "ErrorMessage": f"range not satisfiable: the file has {size} bytes",
+                "State": task.state,
+            },
+            status=416,
         )
         response["Content-Range"] = f"bytes */{size}"
         response["Accept-Ranges"] = "bytes"

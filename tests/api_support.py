@@ -125,3 +125,11 @@ def run_worker(queue=None) -> None:
     """Run every queued job to completion in this process, as rq's worker would."""
     queue = queue or django_rq.get_queue("exports")
     SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+
+def settings_exports_dir():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return Path(settings.EXPORTS_DIR)

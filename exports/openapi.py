@@ -1,0 +1,270 @@
+"""The OpenAPI 3 description of the JSON API, served at /openapi.json."""
+
+from exports.forms import EXPORT_FORMATS
+
+TIME = {
+    "type": "string",
+    "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+    "example": "2022-06-27T15:10:00.000Z",
+}
+NULLABLE_TIME = {**TIME, "type": ["string", "null"]}
+STATES = ["Created", "InProgress", "ReadyForDownload", "Failed", "Cancelled", "Deleted"]
+
+TASK = {
+    "type": "object",
+    "required": ["CameraId", "From", "To", "ArchiveTaskId", "ErrorMessage", "State"],
+    "additionalProperties": False,
+    "properties": {
+        "CameraId": {"type": ["string", "null"]},
+        "From": {"type": ["string", "null"]},
+        "To": {"type": ["string", "null"]},
+        "ArchiveTaskId": {"type": ["string", "null"], "format": "uuid"},
+        "ErrorMessage": {"type": ["string", "null"]},
+        "State": {"type": "string", "enum": STATES},
+    },
+}
+CREATED = {
+    **TASK,
+    "properties": {
+        **TASK["properties"],
+        "CameraId": {"type": "string"},
+        "From": TIME,
+        "To": TIME,
+        "ArchiveTaskId": {"type": "string", "format": "uuid"},
+        "ErrorMessage": {"type": "null"},
+        "State": {"type": "string", "enum": ["Created"]},
+    },
+}
+ERROR = {
+    **TASK,
+    "description": "Every error: the task fields with ArchiveTaskId null (create) and a message.",
+    "properties": {
+        **TASK["properties"],
+        "ErrorMessage": {"type": "string"},
+        "Percents": {"type": "integer", "minimum": 0, "maximum": 100},
+    },
+}
+STATUS = {
+    "type": "object",
+    "required": TASK["required"] + ["Percents", "Url"],
+    "additionalProperties": False,
+    "properties": {
+        **TASK["properties"],
+        "CameraId": {"type": "string"},
+        "From": TIME,
+        "To": TIME,
+        "ArchiveTaskId": {"type": "string", "format": "uuid"},
+        "Percents": {"type": "integer", "minimum": 0, "maximum": 100},
+        "Url": {
+            "type": ["string", "null"],
+            "description": "Signed link, valid without credentials until `expires`; null until ready.",
+        },
+    },
+}
+CAMERAS = {
+    "type": "object",
+    "required": ["Cameras"],
+    "properties": {
+        "Cameras": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["CameraId", "Name", "FirstRecord", "LastRecord", "Recorded"],
+                "properties": {
+                    "CameraId": {"type": "string"},
+                    "Name": {"type": "string"},
+                    "FirstRecord": NULLABLE_TIME,
+                    "LastRecord": NULLABLE_TIME,
+                    "Recorded": {
+                        "type": ["array", "null"],
+                        "items": {
+                            "type": "object",
+                            "required": ["From", "To"],
+                            "properties": {"From": TIME, "To": TIME},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+HEALTH = {
+    "type": "object",
+    "required": ["Status", "Database", "Redis", "Workers", "Disk", "DiskFreeBytes"],
+    "properties": {
+        "Status": {"type": "string", "enum": ["ok", "degraded", "error"]},
+        "Database": {"type": "string"},
+        "Redis": {"type": "string"},
+        "Workers": {"type": ["integer", "null"]},
+        "QueuedJobs": {"type": "integer"},
+        "Disk": {"type": "string", "enum": ["ok", "low"]},
+        "DiskFreeBytes": {"type": ["integer", "null"]},
+        "Seconds": {"type": "number"},
+    },
+}
+CREATE_BODY = {
+    "type": "object",
+    "required": ["CameraId", "From"],
+    "description": "Field names match case-insensitively; unknown fields are ignored.",
+    "properties": {
+        "CameraId": {"type": ["string", "integer"], "example": "1"},
+        "From": {
+            "type": "string",
+            "description": "UTC; fractional seconds, `Z` or an offset such as +03:00 accepted.",
+            "example": "2022-06-27T15:10:00.00Z",
+        },
+        "To": {
+            "type": ["string", "null"],
+            "description": "Absent or null: up to the camera's last recorded frame.",
+        },
+        "Format": {
+            "type": "string",
+            "enum": list(EXPORT_FORMATS),
+            "description": "Case-insensitive; absent: PSIMEXPORT_CONTAINER_FORMAT.",
+        },
+    },
+}
+
+
+def _json(schema_name):
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
+
+
+def _errors(*codes):
+    reasons = {
+        400: "Bad request",
+        401: "No or bad credentials (WWW-Authenticate says how to send them)",
+        403: "CSRF check failed (session authentication only)",
+        404: "Unknown, or not visible to this caller",
+        405: "Method not allowed",
+        409: "Not ready yet (or Failed/Cancelled: no file)",
+        410: "Deleted or expired",
+        413: "Body over 64 KiB",
+        416: "Range not satisfiable",
+        503: "Job queue unavailable",
+        507: "Not enough disk for exports",
+    }
+    return {str(code): {"description": reasons[code], "content": _json("Error")} for code in codes}
+
+
+TASK_ID_QUERY = {
+    "name": "archivetaskid",
+    "in": "query",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+def document(request=None) -> dict:
+    servers = [{"url": request.build_absolute_uri("/").rstrip("/")}] if request else []
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "psimexport",
+            "version": "1.0",
+            "description": "Archive export API compatible with Axxon PSIM 1.0.",
+        },
+        "servers": servers,
+        "security": [{"token": []}, {"basic": []}, {"session": []}],
+        "paths": {
+            "/createarchivetask": {
+                "post": {
+                    "summary": "Create an export task",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": CREATE_BODY}}},
+                    "responses": {
+                        "200": {"description": "Task created", "content": _json("Created")},
+                        **_errors(400, 401, 403, 404, 405, 413, 503, 507),
+                    },
+                }
+            },
+            "/getarchivetaskstatus": {
+                "get": {
+                    "summary": "Status of a task",
+                    "parameters": [TASK_ID_QUERY],
+                    "responses": {
+                        "200": {"description": "Task status", "content": _json("Status")},
+                        **_errors(400, 401, 404),
+                    },
+                }
+            },
+            "/download": {
+                "get": {
+                    "summary": "Download the exported file (single byte ranges supported)",
+                    "security": [{"token": []}, {"basic": []}, {"session": []}, {}],
+                    "parameters": [
+                        {"name": "file", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
+                        {"name": "expires", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "signature", "in": "query", "schema": {"type": "string"}},
+                        {"name": "Range", "in": "header", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The file",
+                            "headers": {
+                                "X-Content-SHA256": {"schema": {"type": "string"}, "description": "SHA-256 of the whole file, hex"},
+                                "ETag": {"schema": {"type": "string"}},
+                                "Accept-Ranges": {"schema": {"type": "string"}},
+                            },
+                            "content": {"video/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        "206": {"description": "Part of the file (Content-Range)"},
+                        "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+                        **_errors(400, 401, 404, 409, 410, 416),
+                    },
+                }
+            },
+            "/deletearchivetask": {
+                "post": {
+                    "summary": "Cancel a task or delete its file (idempotent)",
+                    "parameters": [{**TASK_ID_QUERY, "required": False}],
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"type": "object", "properties": {"ArchiveTaskId": {"type": "string"}}}}}
+                    },
+                    "responses": {
+                        "200": {"description": "State Cancelled or Deleted", "content": _json("Status")},
+                        **_errors(400, 401, 403, 404, 413),
+                    },
+                }
+            },
+            "/getcameras": {
+                "get": {
+                    "summary": "Cameras this caller may export",
+                    "parameters": [
+                        {"name": "from", "in": "query", "schema": {"type": "string"}},
+                        {"name": "to", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": "Cameras", "content": _json("Cameras")},
+                        **_errors(400, 401),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Database, Redis, worker heartbeat and disk",
+                    "security": [{}],
+                    "responses": {
+                        "200": {"description": "Up (Status ok or degraded)", "content": _json("Health")},
+                        "503": {"description": "Database or Redis down", "content": _json("Health")},
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document", "security": [{}], "responses": {"200": {"description": "OpenAPI 3"}}}
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "`Token <key>`"},
+                "basic": {"type": "http", "scheme": "basic"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+            },
+            "schemas": {
+                "Created": CREATED,
+                "Error": ERROR,
+                "Status": STATUS,
+                "Cameras": CAMERAS,
+                "Health": HEALTH,
+            },
+        },
+    }
