@@ -156,6 +156,19 @@ def _probe(segment: SourceSegment) -> _Probe:
         return _Probe(segment, video, audio, reordered)
 
 
+def _adts_config(container, stream) -> bytes:
+    """The AudioSpecificConfig of an ADTS stream, read from its first frame header."""
+    for packet in container.demux(stream):
+        header = bytes(packet)[:7]
+        if len(header) == 7 and header[0] == 0xFF and header[1] & 0xF0 == 0xF0:
+            object_type = (header[2] >> 6) + 1
+            rate_index = (header[2] >> 2) & 0x0F
+            channels = ((header[2] & 1) << 2) | (header[3] >> 6)
+            value = (object_type << 11) | (rate_index << 7) | (channels << 3)
+            return value.to_bytes(2, "big")
+    raise ExportError("the AAC audio has no readable ADTS header")
+
+
 def _decoded_frames(ctx, packets):
     for packet in packets:
         try:
@@ -195,7 +208,8 @@ class _Export:
         self.audio_out = None
         self.audio_sink = None
         self.reorder_delay = None  # B-frame delay of the copied video, in 1/90000 s
-        self.audio_next_pts = None
+        self.audio_next_pts = 0  # audio never starts before the video (no negative times)
+        self.audio_adts = False
 
     # -- plan and open output --
 
@@ -277,6 +291,8 @@ class _Export:
         self.templates.append(vsrc)
         in_v = vsrc.streams.video[0]
         self.rate = in_v.average_rate or in_v.guessed_rate or Fraction(25)
+        # AVI counts frames: its time base is one frame.
+        self.encode_tb = 1 / Fraction(self.rate) if self.fmt == "avi" else Fraction(1, 90000)
         if self.video_mode == "copy":
             self.video_out = self.out.add_stream_from_template(in_v)
             # AVI counts frames: its time base is one frame.
@@ -297,7 +313,7 @@ class _Export:
             self.video_out = self.out.add_stream("libx264", rate=self.rate)
             self.video_out.width, self.video_out.height = ctx.width, ctx.height
             self.video_out.pix_fmt = "yuv420p"
-            self.video_out.codec_context.time_base = Fraction(1, 90000)
+            self.video_out.codec_context.time_base = self.encode_tb
             self.video_out.codec_context.options = {
                 "preset": "veryfast",
                 "crf": "20",
@@ -311,6 +327,12 @@ class _Export:
             if self.audio_mode == "copy":
                 self.audio_out = self.out.add_stream_from_template(in_a)
                 self.audio_out.time_base = in_a.time_base
+                ctx = in_a.codec_context
+                self.audio_adts = ctx.name == "aac" and not ctx.extradata
+                if self.audio_adts:
+                    # MPEG-TS carries ADTS frames; other containers want raw AAC plus an
+                    # AudioSpecificConfig, which must be known before the header is written.
+                    self.audio_out.codec_context.extradata = _adts_config(asrc, in_a)
             else:
                 rate = in_a.codec_context.sample_rate
                 self.audio_out = self.out.add_stream("aac", rate=rate)
@@ -454,6 +476,9 @@ class _SegmentReader:
         self.kept_frames = 0
         self.pending_audio = []
         self.bsf = None
+        self.audio_bsf = None
+        if self.in_a is not None and job.audio_adts:
+            self.audio_bsf = av.bitstream.BitStreamFilterContext("aac_adtstoasc", self.in_a)
         self.inject_parameter_sets = False
         if job.video_mode == "copy" and job.annexb:
             self.bsf = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", self.in_v)
@@ -632,8 +657,8 @@ class _SegmentReader:
         out = job.video_out
         if frame.width != out.width or frame.height != out.height or frame.format.name != "yuv420p":
             frame = frame.reformat(width=out.width, height=out.height, format="yuv420p")
-        frame.pts = round(out_pts * self.vtb * 90000)
-        frame.time_base = Fraction(1, 90000)
+        frame.pts = round(out_pts * self.vtb / job.encode_tb)
+        frame.time_base = job.encode_tb
         frame.pict_type = av.video.frame.PictureType.NONE
         for packet in out.encode(frame):
             job.mux(packet)
@@ -716,6 +741,11 @@ class _SegmentReader:
             pts = floor
         packet.pts = packet.dts = pts
         job.audio_next_pts = pts + duration
+        if self.audio_bsf is not None:
+            for filtered in self.audio_bsf.filter(packet):
+                filtered.stream = job.audio_out
+                job.mux(filtered)
+            return
         packet.stream = job.audio_out
         job.mux(packet)
 

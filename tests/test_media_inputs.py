@@ -1,0 +1,161 @@
+"""Every recorder input kind exports exactly: HEVC, MJPEG, MPEG-TS (incl. the 33-bit wrap),
+PCM and G.711 audio, no audio; plus damaged segments, cancellation and progress."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from exports.media import ExportCancelled, NoRecordingError, SourceSegment, export, synth
+from tests.media_helpers import decode_with_pyav
+from tests.test_media_export import SEGMENT_S, T0, check_export, make_archive
+
+START = T0 + timedelta(seconds=1.23)
+END = T0 + timedelta(seconds=7.61)
+FIRST = T0 + timedelta(seconds=1.2)
+LAST = T0 + timedelta(seconds=7.6)
+SMALL = {"width": 160, "height": 120}
+
+INPUTS = {
+    "hevc_mp4": (synth.SegmentSpec(vcodec="hevc", **SMALL), ".mp4"),
+    "mjpeg_avi_alaw": (
+        synth.SegmentSpec(vcodec="mjpeg", acodec="pcm_alaw", sample_rate=8000, **SMALL), ".avi"
+    ),
+    "h264_mkv_pcm": (synth.SegmentSpec(acodec="pcm_s16le", **SMALL), ".mkv"),
+    "h264_avi_mulaw": (synth.SegmentSpec(acodec="pcm_mulaw", sample_rate=8000, **SMALL), ".avi"),
+    "h264_ts_bframes": (synth.SegmentSpec(bframes=2, **SMALL), ".ts"),
+    "h264_mp4_silent": (synth.SegmentSpec(acodec=None, **SMALL), ".mp4"),
+}
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    return {
+        name: make_archive(root / name, spec, suffix=suffix)
+        for name, (spec, suffix) in INPUTS.items()
+    }
+
+
+def audio_frame_s(spec):
+    return 1024 / spec.sample_rate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["mp4", "avi", "flv", "mov", "asf", "mkv"])
+@pytest.mark.parametrize("kind", list(INPUTS))
+def test_each_input_kind_exports_exactly(archives, tmp_path, kind, fmt):
+    spec = INPUTS[kind][0]
+    out = tmp_path / f"out.{fmt}"
+    result = export(archives[kind], START, END, fmt, out)
+    decoded = decode_with_pyav(out)
+    check_export(decoded, FIRST, LAST, result, fmt, audio=spec.acodec is not None,
+                 audio_frame_s=audio_frame_s(spec))
+    assert result.skipped == [] and result.gaps == []
+    if spec.acodec is None:
+        assert decoded.audio is None
+    if fmt == "mp4":
+        assert decoded.video_codec == "h264"
+        assert decoded.audio_codec in (None, "aac")
+
+
+def test_mpegts_with_continuing_timestamps_across_the_33_bit_wrap(tmp_path):
+    spec = synth.SegmentSpec(**SMALL)
+    paths = [
+        (tmp_path / f"seg{i}.ts", T0 + timedelta(seconds=SEGMENT_S * i)) for i in range(3)
+    ]
+    # 2**33 / 90000 = 95443.7 s: the wrap falls inside the second segment.
+    synth.write_archive(paths, SEGMENT_S, spec, continuous_pts=True, pts_origin=95438.0)
+    segments = [
+        SourceSegment(p, s, s + timedelta(seconds=SEGMENT_S)) for p, s in paths
+    ]
+    for fmt in ("mp4", "avi"):
+        out = tmp_path / f"out.{fmt}"
+        result = export(segments, START, END, fmt, out)
+        check_export(decode_with_pyav(out), FIRST, LAST, result, fmt)
+
+
+def test_truncated_segment_is_skipped_and_reported(tmp_path):
+    spec = synth.SegmentSpec(**SMALL)
+    segments = make_archive(tmp_path / "arch", spec)
+    damaged = segments[1].path
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # no moov
+    out = tmp_path / "out.mp4"
+    result = export(segments, START, END, "mp4", out)
+    assert len(result.skipped) == 1 and damaged.name in result.skipped[0]
+    gap = (T0 + timedelta(seconds=3), T0 + timedelta(seconds=6))
+    assert result.gaps == [gap]
+    check_export(decode_with_pyav(out), FIRST, LAST, result, "mp4", gaps=[gap])
+
+
+def test_truncated_mpegts_segment_is_used_up_to_the_damage(tmp_path):
+    spec = synth.SegmentSpec(**SMALL)
+    segments = make_archive(tmp_path / "arch", spec, suffix=".ts")
+    damaged = segments[2].path
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[: len(data) // 2] + b"\xff" * 5000)
+    out = tmp_path / "out.mkv"
+    result = export(segments, START, END, "mkv", out)
+    decoded = decode_with_pyav(out)
+    assert decoded.walls[0] == FIRST
+    assert T0 + timedelta(seconds=6.5) < decoded.walls[-1] < LAST
+    assert result.last_frame == decoded.walls[-1]
+    assert result.gaps and result.gaps[-1][1] == END
+
+
+def test_garbage_segment_is_skipped_and_the_rest_exported(tmp_path):
+    spec = synth.SegmentSpec(**SMALL)
+    segments = make_archive(tmp_path / "arch", spec)
+    segments[0].path.write_bytes(b"\x00garbage" * 1000)
+    result = export(segments, START, END, "avi", tmp_path / "out.avi")
+    assert "seg0.mp4" in result.skipped[0]
+    assert result.first_frame == T0 + timedelta(seconds=3)
+
+
+def test_nothing_recorded_raises_and_leaves_no_file(tmp_path):
+    spec = synth.SegmentSpec(**SMALL)
+    segments = make_archive(tmp_path / "arch", spec, count=1)
+    out_dir = tmp_path / "task"
+    out_dir.mkdir()
+    with pytest.raises(NoRecordingError):
+        export(segments, T0 + timedelta(hours=1), T0 + timedelta(hours=2), "mp4", out_dir / "x.mp4")
+    segments[0].path.write_bytes(b"junk")
+    with pytest.raises(NoRecordingError):
+        export(segments, T0, T0 + timedelta(seconds=2), "mp4", out_dir / "x.mp4")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_cancel_mid_way_stops_and_leaves_no_file(tmp_path):
+    segments = make_archive(tmp_path / "arch", synth.SegmentSpec(**SMALL))
+    out_dir = tmp_path / "task"
+    out_dir.mkdir()
+    polls = []
+
+    def cancelled():
+        # Probing polls once per segment and writing once per segment: the fifth poll
+        # comes after the first segment is already in the temporary file.
+        polls.append(1)
+        return len(polls) >= 5
+
+    with pytest.raises(ExportCancelled):
+        export(segments, START, END, "mp4", out_dir / "x.mp4", cancelled=cancelled)
+    assert len(polls) == 5
+    assert list(out_dir.iterdir()) == []
+
+
+def test_progress_never_goes_backwards_and_ends_at_one(archives, tmp_path):
+    seen = []
+    export(archives["hevc_mp4"], T0, T0 + timedelta(seconds=9), "mkv", tmp_path / "o.mkv",
+           progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) >= 2
+
+
+def test_resolution_change_between_segments_is_transcoded(tmp_path):
+    segments = make_archive(tmp_path / "a", synth.SegmentSpec(**SMALL), count=2)
+    later = make_archive(tmp_path / "b", synth.SegmentSpec(width=320, height=240), count=3)
+    result = export(segments + later[2:], START, END, "mp4", tmp_path / "o.mp4")
+    assert result.technique == "transcode"
+    assert "resolution" in result.transcoded[0]
+    decoded = decode_with_pyav(tmp_path / "o.mp4")
+    check_export(decoded, FIRST, LAST, result, "mp4")
