@@ -1,3 +1,21 @@
 """URLs of the web pages."""
 
-urlpatterns = []
+from django.urls import path
+
+from exports import views
+
+urlpatterns = [
+    path("", views.cameras, name="cameras"),
+    path("cameras/<str:camera_id>/thumbnail.jpg", views.camera_thumbnail, name="camera-thumbnail"),
+    path("export/", views.export, name="export"),
+    path("export/preview/", views.export_preview, name="export-preview"),
+    path("tasks/", views.task_list, name="tasks"),
+    path("tasks/progress/", views.task_progress, name="task-progress"),
+    path("tasks/batch/<uuid:batch_id>/zip/", views.batch_zip, name="batch-zip"),
+    path("tasks/<uuid:task_id>/", views.task_detail, name="task-detail"),
+    path("tasks/<uuid:task_id>/download/", views.task_download, name="task-download"),
+    path("tasks/<uuid:task_id>/cancel/", views.task_cancel, name="task-cancel"),
+    path("tasks/<uuid:task_id>/delete/", views.task_delete, name="task-delete"),
+    path("tasks/<uuid:task_id>/retry/", views.task_retry, name="task-retry"),
+    path("preferences/", views.preferences, name="preferences"),
+]

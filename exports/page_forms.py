@@ -1,0 +1,201 @@
+"""Forms only the web pages use; export validation itself is ExportRequestForm's (exports/forms.py)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+
+from exports.models import Camera, ExportTask, UserPreference
+
+# What the browser's datetime-local input sends (seconds optional) and what we fill it with.
+LOCAL_INPUT_FORMATS = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+LOCAL_VALUE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
+def user_zone(user) -> ZoneInfo:
+    """The zone the pages show and read times in for this user (default: TIME_ZONE)."""
+    name = getattr(user, "_page_zone_name", None)
+    if name is None:
+        name = (
+            UserPreference.objects.filter(user=user).values_list("time_zone", flat=True).first()
+            or settings.TIME_ZONE
+        )
+        user._page_zone_name = name
+    try:
+        return ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(settings.TIME_ZONE)
+
+
+def to_local_input(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime(LOCAL_VALUE_FORMAT)
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@cache
+def _zone_choices():
+    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+
+
+class PreferencesForm(forms.Form):
+    time_zone = forms.ChoiceField(
+        label="Time zone", help_text="Times on these pages are shown and entered in this zone."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = _zone_choices()
+
+    def save(self, user):
+        UserPreference.objects.update_or_create(
+            user=user, defaults={"time_zone": self.cleaned_data["time_zone"]}
+        )
+        user._page_zone_name = self.cleaned_data["time_zone"]
+
+
+class LocalDateTimeField(forms.DateTimeField):
+    """A wall-clock time with seconds in the user's zone, cleaned to an aware UTC datetime."""
+
+    widget = forms.DateTimeInput(
+        attrs={"type": "datetime-local", "step": "1"}, format=LOCAL_VALUE_FORMAT
+    )
+    input_formats = LOCAL_INPUT_FORMATS
+
+    def __init__(self, *args, zone: ZoneInfo | None = None, **kwargs):
+        self.zone = zone or ZoneInfo("UTC")
+        super().__init__(*args, **kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, datetime):
+            return to_local_input(value, self.zone) if value.tzinfo else value.strftime(LOCAL_VALUE_FORMAT)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip():
+            value = value.strip()
+            # An explicit instant (e.g. "...Z" from a timeline link) is taken as is.
+            if value.endswith("Z") or value[-6:-5] in "+-" and value[-3:-2] == ":":
+                try:
+                    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+                except ValueError:
+                    pass
+        if value in self.empty_values:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=self.zone).astimezone(UTC)
+        naive = self._parse_naive(str(value).strip())
+        local = naive.replace(tzinfo=self.zone)
+        # A wall time that does not exist (DST spring forward) does not survive a round trip.
+        if local.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) != naive:
+            raise forms.ValidationError(
+                f"{naive:%Y-%m-%d %H:%M:%S} does not exist in {self.zone.key} (clocks jump forward).",
+                code="nonexistent",
+            )
+        return local.astimezone(UTC)
+
+
+    def _parse_naive(self, text: str) -> datetime:
+        # Fractions of a second are accepted (and kept) like the API's times.
+        for fmt in self.input_formats:
+            for candidate in (fmt, fmt + ".%f"):
+                try:
+                    return datetime.strptime(text, candidate)
+                except ValueError:
+                    continue
+        raise forms.ValidationError(
+            "Enter a valid date/time such as 2026-11-20 10:00:13.", code="invalid"
+        )
+
+
+class TaskFilterForm(forms.Form):
+    """Filters of the task history; every field optional, bad values are ignored."""
+
+    camera = forms.ModelChoiceField(
+        queryset=Camera.objects.none(), required=False, to_field_name="camera_id",
+        empty_label="All cameras",
+    )
+    state = forms.ChoiceField(required=False)
+    day = forms.DateField(
+        required=False, label="Day", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["camera"].queryset = Camera.objects.exportable_by(user)
+        self.fields["state"].choices = [("", "All states"), *ExportTask.State.choices]
+
+
+class ExportPageForm(forms.Form):
+    """The export form: one or several cameras, a range in the user's zone, a format.
+
+    Each camera's request is validated by ExportRequestForm, the class the JSON API uses, and
+    its errors are shown next to the matching field here.
+    """
+
+    QUICK_MINUTES = (5, 15, 60)
+    AROUND_CHOICES = [(1, "± 1 min"), (2, "± 2 min"), (5, "± 5 min"), (10, "± 10 min"),
+                      (15, "± 15 min"), (30, "± 30 min")]
+
+    camera = forms.MultipleChoiceField(
+        label="Cameras", widget=forms.CheckboxSelectMultiple,
+        help_text="Pick several to export the same range from each, as one batch.",
+        error_messages={"required": "Choose at least one camera."},
+    )
+    start = LocalDateTimeField(label="From", error_messages={"required": "Enter the start."})
+    end = LocalDateTimeField(
+        label="To", required=False, help_text="Leave empty for “up to the last recording”."
+    )
+    format = forms.ChoiceField(label="Format", required=False)
+    around = forms.TypedChoiceField(
+        label="Around From", choices=AROUND_CHOICES, coerce=int, required=False, initial=5
+    )
+
+    def __init__(self, *args, user=None, zone: ZoneInfo | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from exports.forms import EXPORT_FORMATS
+
+        self.user = user
+        self.zone = zone or ZoneInfo("UTC")
+        self.cameras = list(Camera.objects.exportable_by(user))
+        self.fields["camera"].choices = [(c.camera_id, c.display_name) for c in self.cameras]
+        self.fields["format"].choices = [(f, f) for f in EXPORT_FORMATS]
+        self.fields["format"].initial = settings.PSIMEXPORT_CONTAINER_FORMAT
+        for name in ("start", "end"):
+            self.fields[name].zone = self.zone
+        self.requests = []  # cleaned ExportRequestForm data, one per camera
+
+    def clean(self):
+        from exports.forms import ExportRequestForm
+
+        data = super().clean()
+        if self.errors:
+            return data
+        for camera_id in data.get("camera", []):
+            request_form = ExportRequestForm(
+                {"camera": camera_id, "start": data["start"], "end": data.get("end"),
+                 "format": data.get("format")},
+                user=self.user,
+            )
+            if request_form.is_valid():
+                self.requests.append(request_form.cleaned_data)
+                continue
+            many = len(data["camera"]) > 1
+            for field, errors in request_form.errors.items():
+                target = field if field in self.fields else None
+                for message in errors:
+                    if target == "camera" or (many and target is None):
+                        message = f"{camera_id}: {message}"
+                    self.add_error(target, _sentence(message))
+        return data
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] if message else message

@@ -1,0 +1,556 @@
+"""The web pages: cameras with their timelines, the export form, task history and detail.
+
+Thin views: permissions come from Camera.objects.exportable_by and tasks.visible_tasks, export
+validation from ExportRequestForm and task changes from the service layer in exports/tasks.py —
+the same code the JSON API runs, so pages and API cannot disagree.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from datetime import date, datetime, timedelta
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from exports import archive, download, tasks, thumbnails
+from exports.models import AuditEvent, Camera, ExportTask
+from exports.page_forms import (
+    ExportPageForm,
+    PreferencesForm,
+    TaskFilterForm,
+    to_local_input,
+    user_zone,
+)
+from exports.timeline import build_timeline, day_window, last_day_window
+
+
+def page(view):
+    """Login required, no caching, and times rendered in the user's zone."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        zone = user_zone(request.user)
+        timezone.activate(zone)
+        try:
+            return view(request, *args, **kwargs)
+        finally:
+            timezone.deactivate()
+
+    return login_required(never_cache(wrapper))
+
+
+def render_page(request, template, context, nav=None, status=200):
+    zone = user_zone(request.user)
+    context = {"nav": nav, "user_zone": zone, "user_zone_name": zone.key, **context}
+    return render(request, template, context, status=status)
+
+
+def visible_camera(user, camera_id) -> Camera:
+    return get_object_or_404(Camera.objects.exportable_by(user), camera_id=camera_id)
+
+
+# -- cameras ----------------------------------------------------------------------------------
+
+
+@page
+def cameras(request):
+    zone = user_zone(request.user)
+    now = timezone.now()
+    day = _parse_day(request.GET.get("day"))
+    start, end = day_window(day, zone) if day else last_day_window(now)
+    rows = []
+    for camera in Camera.objects.exportable_by(request.user):
+        coverage = archive.camera_coverage(camera)
+        intervals = archive.recorded_intervals(camera, start, end)
+        rows.append(
+            {
+                "camera": camera,
+                "coverage": coverage,
+                "timeline": build_timeline(intervals, start, end, zone, now),
+            }
+        )
+    today = now.astimezone(zone).date()
+    shown = day or today
+    context = {
+        "rows": rows,
+        "day": day,
+        "window_start": start,
+        "window_end": end,
+        "previous_day": date.fromordinal(shown.toordinal() - 1),
+        "next_day": date.fromordinal(shown.toordinal() + 1) if shown < today else None,
+        "today": today,
+    }
+    return render_page(request, "exports/cameras.html", context, nav="cameras")
+
+
+def _parse_day(value):
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@login_required
+def camera_thumbnail(request, camera_id):
+    camera = visible_camera(request.user, camera_id)
+    path = thumbnails.latest_thumbnail(camera)
+    if path is None:
+        raise Http404("No decodable recording yet.")
+    response = FileResponse(path.open("rb"), content_type="image/jpeg")
+    # The name changes with the newest segment, so a short private cache is safe.
+    response["Cache-Control"] = "private, max-age=30"
+    response["ETag"] = f'"{path.stem}"'
+    return response
+
+
+# -- preferences ------------------------------------------------------------------------------
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def preferences(request):
+    if request.method == "POST":
+        form = PreferencesForm(request.POST)
+        if form.is_valid():
+            form.save(request.user)
+            messages.success(request, f"Times are now shown in {form.cleaned_data['time_zone']}.")
+            return redirect(_safe_next(request) or "cameras")
+    else:
+        form = PreferencesForm(initial={"time_zone": user_zone(request.user).key})
+    return render_page(request, "exports/preferences.html", {"form": form, "now": datetime.now()})
+
+
+def _safe_next(request):
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return None
+
+
+# -- export form ------------------------------------------------------------------------------
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def export(request):
+    zone = user_zone(request.user)
+    if request.method == "GET":
+        form = ExportPageForm(initial=_initial_from_query(request.GET, zone), user=request.user, zone=zone)
+        return _render_export(request, form)
+    if request.POST.get("quick"):
+        initial = _quick_range(request.POST, zone)
+        form = ExportPageForm(initial=initial, user=request.user, zone=zone)
+        return _render_export(request, form)
+    form = ExportPageForm(request.POST, user=request.user, zone=zone)
+    if not form.is_valid() or request.POST.get("action") == "preview":
+        return _render_export(request, form, preview=_preview(form))
+    batch = uuid.uuid4() if len(form.requests) > 1 else None
+    created = []
+    for cleaned in form.requests:
+        try:
+            created.append(
+                tasks.create_export_task(
+                    camera=cleaned["camera"], start=cleaned["start"], end=cleaned["end"],
+                    fmt=cleaned["format"], user=request.user, source=ExportTask.Source.PAGE,
+                    remote_addr=_remote_addr(request), batch=batch,
+                )
+            )
+        except tasks.TaskRefused as refused:
+            name = cleaned["camera"].display_name
+            form.add_error(None, f"{name}: {refused.message}" if batch else refused.message)
+    if not created:
+        return _render_export(request, form, preview=_preview(form))
+    if form.non_field_errors():
+        messages.error(request, " ".join(form.non_field_errors()))
+    noun = "export" if len(created) == 1 else f"{len(created)} exports"
+    messages.success(request, f"Queued {noun}. Progress updates below.")
+    target = reverse("tasks")
+    return redirect(f"{target}?batch={batch}" if batch else target)
+
+
+def _render_export(request, form, preview=None):
+    context = {
+        "form": form,
+        "preview": preview,
+        "quick_minutes": ExportPageForm.QUICK_MINUTES,
+        "start_utc": _lenient_time(form["start"].value(), form.zone),
+        "end_utc": _lenient_time(form["end"].value(), form.zone),
+    }
+    return render_page(request, "exports/export.html", context, nav="export")
+
+
+def _initial_from_query(query, zone) -> dict:
+    """Prefill from links: ?camera=1&camera=2&from=…&to=… (instants or local times)."""
+    initial = {"around": 5}
+    cameras = query.getlist("camera")
+    if cameras:
+        initial["camera"] = cameras
+    for key, field in (("from", "start"), ("to", "end"), ("start", "start"), ("end", "end")):
+        moment = _lenient_time(query.get(key), zone)
+        if moment:
+            initial[field] = moment
+    if query.get("format"):
+        initial["format"] = query["format"]
+    return initial
+
+
+def _lenient_time(value, zone):
+    from exports.page_forms import LocalDateTimeField
+
+    if isinstance(value, datetime):
+        return value
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return LocalDateTimeField(zone=zone, required=False).clean(value)
+    except ValidationError:
+        return None
+
+
+def _quick_range(post, zone) -> dict:
+    """Server side of the quick-range buttons: last N minutes, or From ± N."""
+    initial = {
+        "camera": post.getlist("camera"),
+        "format": post.get("format"),
+        "around": post.get("around") or 5,
+        "start": post.get("start"),
+        "end": post.get("end"),
+    }
+    quick = post["quick"]
+    now = timezone.now().replace(microsecond=0)
+    if quick.startswith("last-") and quick[5:].isdigit():
+        initial["start"] = now - timedelta(minutes=int(quick[5:]))
+        initial["end"] = now
+    elif quick == "around":
+        center = _lenient_time(post.get("start"), zone) or now
+        try:
+            minutes = int(post.get("around") or 5)
+        except ValueError:
+            minutes = 5
+        initial["start"] = center - timedelta(minutes=minutes)
+        initial["end"] = center + timedelta(minutes=minutes)
+    return initial
+
+
+def _preview(form) -> dict | None:
+    """What the valid requests of `form` would cover: recorded time, gaps, estimated size."""
+    if not form.is_valid():
+        return None
+    rows = []
+    for cleaned in form.requests:
+        camera, start, end = cleaned["camera"], cleaned["start"], cleaned["end"]
+        if end is None:
+            end = archive.last_recorded_frame(camera)
+            if end is None or end <= start:
+                rows.append({"camera": camera, "start": start, "end": None, "empty": True})
+                continue
+        coverage = archive.segments_covering(camera, start, end)
+        rows.append(
+            {
+                "camera": camera,
+                "start": start,
+                "end": end,
+                "seconds": (end - start).total_seconds(),
+                "recorded_seconds": coverage.recorded_seconds,
+                "gaps": coverage.gaps,
+                "segments": len(coverage.segments),
+                "estimated_bytes": _estimated_bytes(coverage.segments, start, end),
+                "empty": not coverage.segments,
+            }
+        )
+    return {"rows": rows, "format": form.cleaned_data["format"]}
+
+
+def _estimated_bytes(segments, start, end) -> int:
+    """Sum of each segment's size times the share of it inside the range (stream copy)."""
+    total = 0.0
+    for segment in segments:
+        length = (segment.end - segment.start).total_seconds()
+        if length <= 0:
+            continue
+        inside = (min(segment.end, end) - max(segment.start, start)).total_seconds()
+        total += segment.size * max(0.0, inside) / length
+    return int(total)
+
+
+@page
+def export_preview(request):
+    """The preview fragment the export form fetches while the user types."""
+    zone = user_zone(request.user)
+    form = ExportPageForm(request.GET, user=request.user, zone=zone)
+    context = {"form": form, "preview": _preview(form), "user_zone_name": zone.key, "fragment": True}
+    return render(request, "exports/_preview.html", context)
+
+
+def _remote_addr(request):
+    return request.META.get("REMOTE_ADDR") or None
+
+
+# -- task history -----------------------------------------------------------------------------
+
+PAGE_SIZE = 50
+MAX_POLLED_IDS = 200
+RETRYABLE_STATES = (ExportTask.State.FAILED, ExportTask.State.CANCELLED)
+
+
+@page
+def task_list(request):
+    zone = user_zone(request.user)
+    form = TaskFilterForm(request.GET or None, user=request.user)
+    task_rows = tasks.visible_tasks(request.user)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        if data["camera"]:
+            task_rows = task_rows.filter(camera=data["camera"])
+        if data["state"]:
+            task_rows = task_rows.filter(state=data["state"])
+        if data["day"]:
+            first, last = day_window(data["day"], zone)
+            task_rows = task_rows.filter(created_at__gte=first, created_at__lt=last)
+    batch = _parse_uuid(request.GET.get("batch"))
+    if batch:
+        task_rows = task_rows.filter(batch=batch)
+    paginator = Paginator(task_rows.order_by("-created_at", "-id"), PAGE_SIZE)
+    page_obj = paginator.get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page_obj": page_obj,
+        "rows": _group_batches(list(page_obj.object_list)),
+        "query": query.urlencode(),
+        "batch": batch,
+        "next_url": request.get_full_path(),
+        "retryable": RETRYABLE_STATES,
+    }
+    return render_page(request, "exports/tasks.html", context, nav="tasks")
+
+
+def _group_batches(page_tasks):
+    """Rows for the table, with a header row before the first task of each batch."""
+    batch_ids = {t.batch for t in page_tasks if t.batch}
+    summary = {}
+    if batch_ids:
+        counts = (
+            ExportTask.objects.filter(batch__in=batch_ids)
+            .values("batch")
+            .annotate(total=Count("id"), ready=Count("id", filter=Q(state=ExportTask.State.READY)))
+        )
+        summary = {row["batch"]: row for row in counts}
+    rows, seen = [], set()
+    for task in page_tasks:
+        head = None
+        if task.batch and task.batch not in seen:
+            seen.add(task.batch)
+            head = summary.get(task.batch)
+        rows.append({"task": task, "batch_head": head})
+    return rows
+
+
+def _parse_uuid(value):
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+@page
+def task_progress(request):
+    """JSON for the live progress bars: state and percents of the asked ids; a finished task's
+    row comes back as HTML so its actions (download, retry…) appear without a reload."""
+    ids = [i for i in (_parse_uuid(v) for v in request.GET.getlist("id")[:MAX_POLLED_IDS]) if i]
+    next_url = request.GET.get("next") or reverse("tasks")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = reverse("tasks")
+    result = []
+    for task in tasks.visible_tasks(request.user).filter(id__in=ids):
+        item = {
+            "id": str(task.id),
+            "state": task.state,
+            "percents": int(task.percents),
+            "active": task.is_active,
+            "label": task.get_state_display(),
+        }
+        if not task.is_active:
+            item["html"] = render_to_string(
+                "exports/_task_row.html",
+                {"task": task, "next_url": next_url, "retryable": RETRYABLE_STATES},
+                request=request,
+            )
+        result.append(item)
+    return JsonResponse({"tasks": result})
+
+
+@page
+def task_detail(request, task_id):
+    task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+    events = AuditEvent.objects.filter(task_id=task.id).select_related("user")[:100]
+    context = {
+        "task": task,
+        "events": events if request.user.is_staff else None,
+        "gaps": _gaps_for_display(task.gaps),
+        "duration": (task.end - task.start).total_seconds(),
+        "run_seconds": (task.finished_at - task.started_at).total_seconds()
+        if task.started_at and task.finished_at
+        else None,
+        "next_url": request.get_full_path(),
+        "retryable": RETRYABLE_STATES,
+        "local_start": to_local_input(task.start, user_zone(request.user)),
+    }
+    return render_page(request, "exports/task_detail.html", context, nav="tasks")
+
+
+def _gaps_for_display(gaps):
+    """Task gaps as the job stores them ({"From": …, "To": …}) as datetimes."""
+    from exports.forms import parse_psim_time
+
+    shown = []
+    for gap in gaps or []:
+        try:
+            if isinstance(gap, dict):
+                keys = {key.lower(): value for key, value in gap.items()}
+                start, end = keys["from"], keys["to"]
+            else:
+                start, end = gap
+            start, end = parse_psim_time(start), parse_psim_time(end)
+        except (ValueError, TypeError, KeyError):
+            continue
+        shown.append({"start": start, "end": end, "seconds": (end - start).total_seconds()})
+    return shown
+
+
+def _task_action(service):
+    @page
+    @require_POST
+    def view(request, task_id):
+        task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+        try:
+            task = service(task, request.user, _remote_addr(request))
+        except tasks.TaskRefused as refused:
+            messages.error(request, refused.message)
+        else:
+            messages.success(request, f"Export {str(task.id)[:8]} is now {task.get_state_display()}.")
+        return redirect(_safe_next(request) or reverse("task-detail", args=[task.id]))
+
+    view.__name__ = f"task_{service.__name__}"
+    return view
+
+
+task_cancel = _task_action(tasks.cancel_task)
+task_delete = _task_action(tasks.delete_task)
+task_retry = _task_action(tasks.retry_task)
+
+
+@login_required
+def task_download(request, task_id):
+    """The file, through the API's download code (Range, ETag) but behind the page login."""
+    task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+    try:
+        response = download.file_response(request, task)
+    except download.DownloadUnavailable as unavailable:
+        return render_page(
+            request, "exports/unavailable.html", {"task": task, "message": unavailable.message},
+            status=unavailable.status,
+        )
+    # A <video> asks for many ranges; only a request from the first byte is a download.
+    if response.status_code in (200, 206) and request.method == "GET" and _from_first_byte(request):
+        tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, _remote_addr(request))
+    return response
+
+
+def _from_first_byte(request) -> bool:
+    header = request.META.get("HTTP_RANGE", "")
+    return not header or header.replace(" ", "").lower().startswith("bytes=0-")
+
+
+@login_required
+def batch_zip(request, batch_id):
+    """All finished files of a batch as one zip, streamed while it is written."""
+    batch_tasks = (
+        tasks.visible_tasks(request.user)
+        .filter(batch=batch_id, state=ExportTask.State.READY)
+        .order_by("camera__camera_id", "start")
+    )
+    files = []
+    for task in batch_tasks:
+        try:
+            files.append((task, download.export_file_path(task)))
+        except download.DownloadUnavailable:
+            continue
+    if not files:
+        raise Http404("No finished export in this batch.")
+    for task, _path in files:
+        tasks.record_audit(
+            task, AuditEvent.Action.DOWNLOAD, request.user, _remote_addr(request), via="zip"
+        )
+    response = StreamingHttpResponse(
+        stream_zip([path for _task, path in files]), content_type="application/zip"
+    )
+    response["Content-Disposition"] = f'attachment; filename="batch-{batch_id}.zip"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# -- streamed zip -----------------------------------------------------------------------------
+
+
+class _ChunkSink(io.RawIOBase):
+    """A write-only, non-seekable file whose bytes are collected for a generator to yield.
+
+    zipfile sees that it cannot seek and writes data descriptors after each member, so the
+    archive is produced front to back without ever holding more than one chunk.
+    """
+
+    def __init__(self):
+        self.chunks = []
+        self.position = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.chunks.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self):
+        return self.position
+
+    def drain(self):
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+
+ZIP_CHUNK = 1024 * 1024
+
+
+def stream_zip(paths):
+    """Yield a ZIP_STORED archive of `paths` (stored by file name), chunk by chunk."""
+    sink = _ChunkSink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive_zip:
+        for path in paths:
+            info = zipfile.ZipInfo.from_file(path, arcname=path.name)
+            info.compress_type = zipfile.ZIP_STORED
+            with open(path, "rb") as source, archive_zip.open(info, "w", force_zip64=True) as member:
+                while chunk := source.read(ZIP_CHUNK):
+                    member.write(chunk)
+                    yield from sink.drain()
+            yield from sink.drain()
+    yield from sink.drain()
