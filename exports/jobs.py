@@ -49,7 +49,9 @@ class AllSlotsBusy(Exception):
 
 
 def get_queue():
-    return django_rq.get_queue(QUEUE_NAME)
+    # "auto": enqueue when called; create_export_task already defers to the commit itself and
+    # must see a Redis failure at once to answer 503.
+    return django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
 
 
 def job_timeout(task) -> int:

@@ -54,7 +54,7 @@ def schedule_maintenance(delay: timedelta = timedelta(0)):
     """Queue the next round under a fixed job id, so there is only ever one pending."""
     import django_rq
 
-    queue = django_rq.get_queue("default")
+    queue = django_rq.get_queue("default", commit_mode="auto")
     existing = Job.fetch(JOB_ID, connection=queue.connection) if _job_exists(queue) else None
     if existing is not None and existing.get_status(refresh=False) in ("queued", "scheduled"):
         return existing

@@ -9,7 +9,7 @@ from fractions import Fraction
 import django_rq
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client  # noqa: F401 (re-exported for the tests)
 from rq import SimpleWorker
 
 from exports.archive import index_camera
@@ -133,3 +133,4 @@ def settings_exports_dir():
     from django.conf import settings
 
     return Path(settings.EXPORTS_DIR)
+from exports.models import Camera  # noqa: E402,F401

@@ -1,0 +1,288 @@
+"""The export job on a real Redis: cancel, a killed worker, Redis down, the concurrency limit,
+expiry, and a segment that disappears mid-export."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+from rq import Queue
+
+from exports import jobs, maintenance, tasks
+from exports.models import AuditEvent, ExportTask
+from tests import api_support
+from tests.api_support import T0, psim, run_worker
+
+recordings, cameras, users, tokens = (
+    api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
+)
+alice, bob, exports_queue = api_support.alice, api_support.bob, api_support.exports_queue
+
+pytestmark = pytest.mark.django_db
+BASE_DIR = Path(__file__).resolve().parent.parent
+WHOLE = {"CameraId": "1", "From": psim(T0), "To": psim(T0 + timedelta(seconds=6))}
+
+
+def create(api, capture, **body):
+    with capture(execute=True):
+        response = api.create(**(body or WHOLE))
+    assert response.status_code == 200, response.json()
+    return ExportTask.objects.get(id=response.json()["ArchiveTaskId"])
+
+
+def task_files(task) -> list[Path]:
+    folder = Path(django_settings.EXPORTS_DIR) / str(task.id)
+    return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+def test_progress_is_written_monotonically_and_reaches_100_only_when_ready(
+    alice, exports_queue, django_capture_on_commit_callbacks, monkeypatch
+):
+    seen = []
+    original = jobs.ProgressReporter.progress
+
+    def spy(self, value):
+        original(self, value)
+        seen.append(ExportTask.objects.get(id=self.task_id).percents)
+
+    monkeypatch.setattr(jobs, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(jobs.ProgressReporter, "progress", spy)
+    task = create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert seen and seen == sorted(seen) and max(seen) < 100
+    assert (task.state, task.percents, task.attempts) == ("ReadyForDownload", 100, 1)
+    assert len(task.sha256) == 64 and task.size > 0 and task.technique
+    assert task.expires_at - task.finished_at == timedelta(hours=24)
+
+
+def test_cancelling_a_running_export_stops_it_and_leaves_no_file(
+    alice, exports_queue, django_capture_on_commit_callbacks, monkeypatch
+):
+    original = jobs.ProgressReporter.progress
+    calls = []
+
+    def cancel_then_slow_down(self, value):
+        if not calls:  # the operator presses Delete while the export runs
+            response = alice.post("/deletearchivetask", {"ArchiveTaskId": str(self.task_id)})
+            calls.append(response.json())
+        original(self, value)
+        time.sleep(0.25)  # a real export takes longer than this tiny one
+
+    monkeypatch.setattr(jobs.ProgressReporter, "progress", cancel_then_slow_down)
+    task = create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert calls[0]["State"] == "Cancelled" and calls[0]["Url"] is None
+    assert task.state == "Cancelled" and task.percents < 100
+    assert task_files(task) == []
+    assert AuditEvent.objects.filter(task_id=task.id, action="cancel").exists()
+    assert not AuditEvent.objects.filter(task_id=task.id, action="finish").exists()
+    # Deleting again is harmless.
+    again = alice.post("/deletearchivetask", {"ArchiveTaskId": str(task.id)})
+    assert again.status_code == 200 and again.json()["State"] == "Cancelled"
+
+
+def test_a_queued_task_that_is_deleted_never_runs(
+    alice, exports_queue, django_capture_on_commit_callbacks
+):
+    task = create(alice, django_capture_on_commit_callbacks)
+    response = alice.post(f"/deletearchivetask?archivetaskid={task.id}")
+    assert response.json()["State"] == "Cancelled"
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert task.state == "Cancelled" and task.started_at is None
+
+
+def test_a_segment_deleted_mid_export_ends_the_task_cleanly(
+    alice, exports_queue, django_capture_on_commit_callbacks, monkeypatch, tmp_path
+):
+    import shutil
+
+    from exports.archive import index_camera
+
+    camera = api_support.Camera.objects.get(camera_id="1")
+    copy = tmp_path / "copy"
+    shutil.copytree(camera.archive_path, copy)
+    camera.archive_path = str(copy)
+    camera.save()
+    index_camera(camera)
+    last = sorted(copy.rglob("1/*.mp4"))[-1]
+    original = jobs.ProgressReporter.progress
+
+    def recorder_deletes_a_segment(self, value):
+        last.unlink(missing_ok=True)
+        original(self, value)
+
+    monkeypatch.setattr(jobs.ProgressReporter, "progress", recorder_deletes_a_segment)
+    task = create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    if task.state == "Failed":
+        assert "deleted" in task.error_message or "no longer" in task.error_message, task.error_message
+        assert task_files(task) == []
+    else:  # the engine had the file open already: a complete export
+        assert task.state == "ReadyForDownload" and task.percents == 100
+        assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_down_answers_503_and_leaves_nothing_waiting(alice, monkeypatch):
+    closed = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    monkeypatch.setattr(jobs, "get_queue", lambda: Queue("exports", connection=closed))
+    response = alice.create(**WHOLE)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ArchiveTaskId"] is None and body["State"] == "Failed"
+    assert body["ErrorMessage"] == "job queue unavailable"
+    assert not ExportTask.objects.filter(state__in=ExportTask.ACTIVE_STATES).exists()
+    (task,) = ExportTask.objects.all()
+    assert (task.state, task.error_message) == ("Failed", "job queue unavailable")
+    assert AuditEvent.objects.filter(task_id=task.id, action="fail").exists()
+    health = api_support.Client().get("/healthz")
+    assert health.status_code == 503 and health.json()["Redis"].startswith("error")
+
+
+def test_disk_budget_and_free_space_floor_refuse_new_tasks_with_507(
+    alice, exports_queue, settings, django_capture_on_commit_callbacks
+):
+    settings.PSIMEXPORT_MIN_FREE_BYTES = 1 << 60
+    response = alice.create(**WHOLE)
+    assert response.status_code == 507 and "bytes free" in response.json()["ErrorMessage"]
+    settings.PSIMEXPORT_MIN_FREE_BYTES = 0
+    create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    settings.PSIMEXPORT_MAX_BYTES = 1
+    response = alice.create(**WHOLE)
+    assert response.status_code == 507 and "PSIMEXPORT_MAX_BYTES" in response.json()["ErrorMessage"]
+    assert ExportTask.objects.count() == 1 and exports_queue.count == 0
+
+
+def test_concurrency_limit_keeps_extra_tasks_waiting_not_failing(
+    alice, exports_queue, settings, django_capture_on_commit_callbacks
+):
+    settings.PSIMEXPORT_MAX_CONCURRENT = 1
+    running = create(alice, django_capture_on_commit_callbacks)
+    ExportTask.objects.filter(id=running.id).update(state="InProgress", started_at=timezone.now())
+    exports_queue.empty()
+    waiting = create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    waiting.refresh_from_db()
+    assert waiting.state == "Created" and waiting.attempts == 0
+    scheduled = exports_queue.scheduled_job_registry
+    assert scheduled.get_job_ids() == [str(waiting.id)]
+    # The slot frees up; the retried job then runs.
+    ExportTask.objects.filter(id=running.id).update(state="Cancelled")
+    scheduled.requeue(str(waiting.id))
+    run_worker(exports_queue)
+    waiting.refresh_from_db()
+    assert waiting.state == "ReadyForDownload"
+
+
+def test_finished_exports_expire_after_the_retention(
+    alice, exports_queue, django_capture_on_commit_callbacks
+):
+    task = create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert task_files(task)
+    assert maintenance.expire_finished_exports() == 0
+    assert maintenance.expire_finished_exports(now=task.expires_at + timedelta(seconds=1)) == 1
+    task.refresh_from_db()
+    assert task.state == "Deleted" and task_files(task) == []
+    status = alice.status(task.id).json()
+    assert status["State"] == "Deleted" and status["Url"] is None
+    assert alice.get("/download", {"file": str(task.id)}).status_code == 410
+    assert AuditEvent.objects.filter(task_id=task.id, action="expire").exists()
+
+
+def test_stuck_task_is_requeued_once_then_failed(alice, exports_queue, django_capture_on_commit_callbacks):
+    task = create(alice, django_capture_on_commit_callbacks)
+    exports_queue.empty()
+    long_ago = timezone.now() - timedelta(minutes=10)
+    ExportTask.objects.filter(id=task.id).update(state="InProgress", started_at=long_ago, attempts=1)
+    (Path(django_settings.EXPORTS_DIR) / str(task.id)).mkdir(parents=True)
+    assert maintenance.recover_stuck_tasks() == 1
+    task.refresh_from_db()
+    assert task.state == "Created" and exports_queue.job_ids == [str(task.id)]
+    assert task_files(task) == [] and not (Path(django_settings.EXPORTS_DIR) / str(task.id)).exists()
+    ExportTask.objects.filter(id=task.id).update(state="InProgress", started_at=long_ago, attempts=2)
+    assert maintenance.recover_stuck_tasks() == 1
+    task.refresh_from_db()
+    assert task.state == "Failed" and "worker running this export stopped" in task.error_message
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+SLOW_WORKER = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psimexport.settings")
+import django
+django.setup()
+from exports import jobs
+original = jobs.ProgressReporter.progress
+def slow(self, value):  # a long export, so there is time to kill the worker mid-way
+    original(self, value)
+    time.sleep(0.5)
+jobs.ProgressReporter.progress = slow
+import django_rq
+from rq import SimpleWorker
+queue = django_rq.get_queue("exports")
+SimpleWorker([queue], connection=queue.connection).work(burst=True)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, tmp_path, monkeypatch):
+    worker_data = tmp_path / "worker-data"
+    settings.EXPORTS_DIR = worker_data / "exports"
+    monkeypatch.setattr(jobs, "LEASE_SECONDS", 2)
+    task_id = alice.create(**WHOLE).json()["ArchiveTaskId"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "PSIMEXPORT_DATA": str(worker_data),
+        "PSIMEXPORT_JOB_LEASE_SECONDS": "2",
+    }
+    worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER], cwd=BASE_DIR, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            task = ExportTask.objects.get(id=task_id)
+            if task.state == "InProgress" and task.percents > 0:
+                break
+            assert worker.poll() is None, "the worker exited early"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the worker never started the export")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert ExportTask.objects.get(id=task_id).state == "InProgress"
+    assert list((worker_data / "exports" / task_id).glob("*.part"))  # a half file was left
+    time.sleep(2.5)  # the lease expires
+    assert maintenance.recover_stuck_tasks() == 1
+    task = ExportTask.objects.get(id=task_id)
+    assert task.state == "Created" and task.attempts == 1
+    assert not (worker_data / "exports" / task_id).exists()
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert (task.state, task.percents, task.attempts) == ("ReadyForDownload", 100, 2)
+    assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
