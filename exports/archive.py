@@ -342,8 +342,10 @@ class _Probed:
 def index_camera(camera: Camera, *, recent_only: bool = False) -> IndexSummary:
     """Bring the camera's segment index in line with its archive folder.
 
-    recent_only: look only at the newest files (the folder of the newest indexed segment and
-    anything sorting after it), so a segment written seconds ago becomes exportable cheaply.
+    recent_only: look only at the newest files (the newest indexed segment and whatever sorts
+    after it: later names in its folder, later folders), so a segment written seconds ago
+    becomes exportable cheaply. It neither drops deleted files nor finds late arrivals with
+    earlier names: the periodic full scan does.
     """
     began = time.monotonic()
     summary = IndexSummary(camera_id=camera.camera_id)
@@ -354,7 +356,7 @@ def index_camera(camera: Camera, *, recent_only: bool = False) -> IndexSummary:
 
     segments = Segment.objects.filter(camera=camera)
     newest = segments.order_by("-start").only("path", "start").first() if recent_only else None
-    after = tuple(newest.path.split("/")[:-1]) + ("",) if newest else None
+    after = tuple(newest.path.split("/")) if newest else None
     found = list(walk_archive(camera, root, after))
     known = _known_rows(segments, [f.path for f in found] if recent_only else None)
 
@@ -380,7 +382,8 @@ def index_camera(camera: Camera, *, recent_only: bool = False) -> IndexSummary:
     summary.removed = len(removed_paths)
     with transaction.atomic():
         _write(camera, new_rows, [known[p][3] for p in removed_paths])
-        _refresh_camera(camera, new_rows, bool(removed_paths), full=not recent_only)
+        since = newest.start - timedelta(hours=1) if newest else None
+        _refresh_camera(camera, new_rows, bool(removed_paths), full=not recent_only, since=since)
 
     summary.segments = camera.segments.count()
     summary.first, summary.last = camera.first_recording, camera.last_recording
@@ -522,12 +525,19 @@ def _write(camera, rows: list[Segment], removed_ids: list[int]) -> None:
         )
 
 
-def _refresh_camera(camera, new_rows, removed: bool, *, full: bool) -> None:
-    """Keep the growing flag, the longest-segment bound and the coverage figures current."""
+def _refresh_camera(camera, new_rows, removed: bool, *, full: bool, since=None) -> None:
+    """Keep the growing flag, the longest-segment bound and the coverage figures current.
+
+    Only the newest file may be growing. A refresh (not `full`) clears the flag only on the
+    segments from `since` on, so it stays a short range scan; full scans clear it everywhere.
+    """
     segments = Segment.objects.filter(camera=camera)
     newest = segments.order_by("-start").only("id", "mtime", "complete").first()
     if newest is not None:
-        segments.filter(complete=False).exclude(id=newest.id).update(complete=True)
+        stale = segments.filter(complete=False).exclude(id=newest.id)
+        if not full and since is not None:
+            stale = stale.filter(start__gte=since)
+        stale.update(complete=True)
         growing = time.time() - newest.mtime < GROWING_SECONDS
         if newest.complete == growing:
             segments.filter(id=newest.id).update(complete=not growing)

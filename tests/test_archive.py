@@ -260,6 +260,8 @@ def test_recent_only_looks_at_the_newest_folders(archive_dir, count_probes):
     write(frigate_path(archive_dir, "front", next_hour), next_hour)
     late = T0 - timedelta(hours=1)  # an older folder: left to the full scan
     write(frigate_path(archive_dir, "front", late), late)
+    early = T0 + timedelta(seconds=30)  # sorts before the newest file of its folder: also
+    write(frigate_path(archive_dir, "front", early), early)
 
     summary = index_camera(camera, recent_only=True)
     assert count_probes == ["00.00.mp4"]
@@ -267,7 +269,7 @@ def test_recent_only_looks_at_the_newest_folders(archive_dir, count_probes):
     assert archive.last_recorded_frame(camera) == Segment.objects.order_by("-start").first().end
     assert_close(archive.last_recorded_frame(camera), next_hour + timedelta(seconds=2))
 
-    assert index_camera(camera).added == 1
+    assert index_camera(camera).added == 2
 
 
 # -- daylight saving time -------------------------------------------------------------------------
