@@ -133,4 +133,3 @@ def settings_exports_dir():
     from django.conf import settings
 
     return Path(settings.EXPORTS_DIR)
-from exports.models import Camera  # noqa: E402,F401

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from rq import Queue
 
-from exports import jobs, maintenance, tasks
+from exports import jobs, maintenance
 from exports.models import AuditEvent, ExportTask
 from tests import api_support
 from tests.api_support import T0, psim, run_worker
