@@ -112,7 +112,7 @@ def _basic_user(request, credentials: str):
     except (binascii.Error, UnicodeDecodeError):
         raise AuthenticationFailed("malformed Basic credentials") from None
     username, sep, password = decoded.partition(":")
-    if not sep or not username:
+    if not sep or not username or "\x00" in decoded:
         raise AuthenticationFailed("malformed Basic credentials")
     key = basic_cache.key(username, password)
     cached = basic_cache.get(key)

@@ -101,6 +101,8 @@ class CameraIdField(forms.Field):
                 'must be a string such as "1" (or a whole number)', code="invalid"
             )
         value = str(value).strip()
+        if any(ord(char) < 32 for char in value):
+            raise forms.ValidationError("must not contain control characters", code="invalid")
         if len(value) > 64:
             raise forms.ValidationError("is too long to be a camera id", code="invalid")
         return value

@@ -183,7 +183,7 @@ CREATE_ERRORS = [
     ("traversal in CameraId", with_(CameraId="../../etc/passwd"), 404, "no such camera"),
     ("traversal in From", with_(From="../../etc/passwd"), 400, "is not a time like"),
     ("traversal in Format", with_(Format="../mp4"), 400, "unknown format"),
-    ("NUL in CameraId", with_(CameraId="1\x00"), 404, "no such camera"),
+    ("NUL in CameraId", with_(CameraId="1\x00"), 400, "must not contain control characters"),
     ("no recording in range", with_(From="2026-11-20T11:00:00Z", To="2026-11-20T11:00:05Z"), 404, "no recording"),
     ("no recording after From", with_(From="2026-11-20T11:00:00Z", To=...), 404, "no recording after"),
     ("oversize body", {"CameraId": "1", "From": GOOD["From"], "Pad": "x" * 70_000}, 413, "larger than 64 KiB"),
@@ -258,6 +258,7 @@ def test_no_or_bad_credentials_get_401_with_a_challenge(users):
         basic_client("alice", "wrong"),
         ApiClient("Basic !!!notbase64"),
         ApiClient("Digest whatever"),
+        basic_client("alice\x00", "x"),
     ):
         response = api.post("/createarchivetask", GOOD)
         assert response.status_code == 401
