@@ -85,3 +85,36 @@ def test_mp4_without_moov_is_incomplete_and_garbage_is_an_error(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ProbeError):
         probe(empty)
+
+
+def _remux_fragmented(source, target):
+    """Copy a recording into fragmented MP4, as recorders that keep files readable write it."""
+    options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+    with av.open(str(source)) as src, av.open(str(target), "w", format="mp4", options=options) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+
+
+def _demuxed_video_seconds(path) -> float:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        spans = [(p.pts, p.pts + p.duration) for p in container.demux(video) if p.pts is not None]
+    return float((max(e for _, e in spans) - min(s for s, _ in spans)) * video.time_base)
+
+
+def test_fragmented_mp4_is_timed_from_its_fragments_also_while_growing(tmp_path):
+    source = tmp_path / "plain.mp4"
+    write_segment(source, T0, 4.0, SegmentSpec(width=160, height=120))
+    fragmented = tmp_path / "fragmented.mp4"
+    _remux_fragmented(source, fragmented)
+    growing = tmp_path / "growing.mp4"
+    growing.write_bytes(fragmented.read_bytes()[: fragmented.stat().st_size // 2])
+
+    for path in (fragmented, growing):
+        result = probe(path)
+        assert result.method == "tail"
+        assert result.duration == pytest.approx(_demuxed_video_seconds(path), abs=0.001)
+    assert probe(growing).duration < probe(fragmented).duration

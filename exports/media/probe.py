@@ -63,7 +63,7 @@ def _probe_open(container, path: Path) -> ProbeResult:
     video = container.streams.video[0]
     audio = container.streams.audio[0] if container.streams.audio else None
     rate = video.average_rate or video.guessed_rate or video.base_rate
-    duration, method, packets = _video_duration(container, video)
+    duration, method, packets = _video_duration(container, video, path)
     if duration <= 0:
         raise ProbeError(f"{path.name}: no video frames")
     return ProbeResult(
@@ -79,9 +79,11 @@ def _probe_open(container, path: Path) -> ProbeResult:
     )
 
 
-def _video_duration(container, video) -> tuple[float, str, int]:
+def _video_duration(container, video, path: Path) -> tuple[float, str, int]:
     format_names = container.format.name.split(",")
-    if video.duration and any(name in HEADER_DURATION_FORMATS for name in format_names):
+    header_format = any(name in HEADER_DURATION_FORMATS for name in format_names)
+    # A fragmented MP4's header describes no samples: its timing lives in the fragments.
+    if video.duration and header_format and not _top_level_boxes(path, stop_at=b"moof")[1]:
         return float(video.duration * video.time_base), "header", 0
     first = video.start_time
     try:
@@ -162,10 +164,23 @@ def _parse_tag_time(value: str) -> datetime | None:
 
 def _is_mp4_without_complete_moov(path: Path) -> bool:
     """True for an ISO-BMFF file whose moov box is missing or cut short (still being written)."""
+    boxes, _ = _top_level_boxes(path, stop_at=b"moov")
+    if not boxes or boxes[0][0] != b"ftyp":
+        return False
+    last_type, last_end = boxes[-1]
+    return last_type != b"moov" or last_end > path.stat().st_size
+
+
+def _top_level_boxes(path: Path, stop_at: bytes) -> tuple[list[tuple[bytes, int]], bool]:
+    """ISO-BMFF top-level (type, end offset) up to the first `stop_at` box; True if found.
+
+    Reads only box headers, so it costs a few small reads per file.
+    """
+    boxes = []
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
-            position, seen_ftyp = 0, False
+            position = 0
             while position + 8 <= size:
                 handle.seek(position)
                 box_size, box_type = struct.unpack(">I4s", handle.read(8))
@@ -173,16 +188,12 @@ def _is_mp4_without_complete_moov(path: Path) -> bool:
                     box_size = struct.unpack(">Q", handle.read(8))[0]
                 elif box_size == 0:
                     box_size = size - position
-                if box_type == b"moov":
-                    return position + box_size > size
-                if position == 0:
-                    if box_type != b"ftyp":
-                        return False
-                    seen_ftyp = True
                 if box_size < 8:
-                    return False
+                    break
+                boxes.append((box_type, position + box_size))
+                if box_type == stop_at:
+                    return boxes, True
                 position += box_size
-            return seen_ftyp
     except (OSError, struct.error):
-        return False
-
+        pass
+    return boxes, False
