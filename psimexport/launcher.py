@@ -87,7 +87,7 @@ def main() -> int:
 
         redis = EmbeddedRedis(settings.DATA_DIR / "redis")
         env["REDIS_URL"] = redis.url
-        print(f"psimexport: started an embedded Redis at {redis.url}", flush=True)
+        print(f"psimexport: started an embedded Redis (pid {redis.pid}) at {redis.url}", flush=True)
 
     supervisor = Supervisor(env)
 
