@@ -404,24 +404,41 @@ def _known_rows(segments, paths: list[str] | None) -> dict[str, tuple]:
     return known
 
 
+# (camera pk, archive, path) -> ((size, mtime), pending?) of files that could not be indexed, so the
+# periodic scan neither probes nor logs them again until they change.
+_unreadable: dict[tuple[int, str, str], tuple[tuple[int, float], bool]] = {}
+_UNREADABLE_LIMIT = 100_000
+
+
 def _probe_all(camera, files, summary) -> tuple[list[_Probed], list[str]]:
     probed, failed = [], []
     for item in files:
         named = name_time(camera, item.path)
         if named is None and camera.layout != Camera.Layout.AUTO:
             continue  # not a recording of this camera's layout
-        try:
-            info = media_probe.probe(Path(camera.archive_path) / item.path)
-        except media_probe.IncompleteFile:
+        key, stamp = (camera.pk, camera.archive_path, item.path), (item.size, item.mtime)
+        remembered = _unreadable.get(key)
+        if remembered is not None and remembered[0] == stamp:
+            pending = remembered[1]
+        else:
+            try:
+                info = media_probe.probe(Path(camera.archive_path) / item.path)
+            except media_probe.ProbeError as error:
+                pending = isinstance(error, media_probe.IncompleteFile)
+                if not pending:
+                    logger.warning("camera %s: skipping %s: %s", camera.camera_id, item.path, error)
+                if len(_unreadable) >= _UNREADABLE_LIMIT:
+                    _unreadable.clear()
+                _unreadable[key] = (stamp, pending)
+            else:
+                _unreadable.pop(key, None)
+                probed.append(_Probed(item, named, info))
+                continue
+        if pending:
             summary.pending += 1
-            failed.append(item.path)
-            continue
-        except media_probe.ProbeError as error:
-            logger.warning("camera %s: skipping %s: %s", camera.camera_id, item.path, error)
+        else:
             summary.failed.append(item.path)
-            failed.append(item.path)
-            continue
-        probed.append(_Probed(item, named, info))
+        failed.append(item.path)
     return probed, failed
 
 

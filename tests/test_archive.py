@@ -181,6 +181,20 @@ def test_unreadable_and_timeless_files_are_skipped_without_stopping_the_scan(arc
     assert "3 unreadable" in str(summary)
 
 
+def test_unreadable_files_are_not_probed_again_until_they_change(archive_dir, count_probes):
+    broken = archive_dir / "2026-11-20_10-00-02.mp4"
+    broken.write_bytes(os.urandom(4000))
+    camera = make_camera(archive_dir)
+    assert index_camera(camera).failed == [broken.name]
+    assert index_camera(camera).failed == [broken.name]
+    assert count_probes == [broken.name]
+
+    write(broken, T0 + timedelta(seconds=2))  # the recorder rewrote it
+    summary = index_camera(camera)
+    assert (summary.added, summary.failed) == (1, [])
+    assert count_probes == [broken.name, broken.name]
+
+
 # -- incremental ---------------------------------------------------------------------------------
 
 
