@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 State = ExportTask.State
 INTERVAL = timedelta(seconds=60)
-JOB_ID = "psimexport-maintenance"
+PENDING_KEY = "psimexport:maintenance:pending"
 MAX_ATTEMPTS = 2  # the first run and one re-queue after a lost worker
 ORPHAN_JOB_GRACE = timedelta(minutes=5)
 
@@ -51,20 +51,26 @@ def run_maintenance(reschedule: bool = True, reindex: bool = True) -> dict:
 
 
 def schedule_maintenance(delay: timedelta = timedelta(0)):
-    """Queue the next round under a fixed job id, so there is only ever one pending."""
+    """Queue the next round unless one is already pending; returns the pending job.
+
+    A Redis key names the pending job (ids are not reused: rq would mark a re-used id
+    finished when the running round returns), so `start_maintenance` is idempotent.
+    """
     import django_rq
 
     queue = django_rq.get_queue("default", commit_mode="auto")
-    existing = Job.fetch(JOB_ID, connection=queue.connection) if _job_exists(queue) else None
-    if existing is not None and existing.get_status(refresh=False) in ("queued", "scheduled"):
-        return existing
+    conn = queue.connection
+    pending = conn.get(PENDING_KEY)
+    if pending:
+        job = Job.fetch(pending.decode(), connection=conn) if Job.exists(pending.decode(), connection=conn) else None
+        if job is not None and job.get_status(refresh=False) in ("queued", "scheduled"):
+            return job
     if delay:
-        return queue.enqueue_in(delay, run_maintenance, job_id=JOB_ID, result_ttl=600)
-    return queue.enqueue(run_maintenance, job_id=JOB_ID, result_ttl=600)
-
-
-def _job_exists(queue) -> bool:
-    return Job.exists(JOB_ID, connection=queue.connection)
+        job = queue.enqueue_in(delay, run_maintenance, result_ttl=600, description="maintenance")
+    else:
+        job = queue.enqueue(run_maintenance, result_ttl=600, description="maintenance")
+    conn.set(PENDING_KEY, job.id)
+    return job
 
 
 def expire_finished_exports(now=None) -> int:

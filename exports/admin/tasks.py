@@ -1,1 +1,111 @@
-"""Admin for export tasks, the audit trail and API tokens."""
+"""Admin for export tasks (read-only, with cancel/delete), the audit trail and API tokens."""
+
+from django.contrib import admin, messages
+from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html
+
+from exports import tasks as service
+from exports.models import ApiToken, AuditEvent, ExportTask
+
+RQ_ADMIN_URL = "/admin/rq/"  # django-rq's dashboard, mounted in psimexport/urls.py
+
+
+def _addr(request):
+    return request.META.get("REMOTE_ADDR")
+
+
+@admin.register(ExportTask)
+class ExportTaskAdmin(admin.ModelAdmin):
+    list_display = (
+        "id", "camera", "start", "end", "format", "state", "percents", "size_display",
+        "requested_by", "source", "created_at",
+    )
+    list_filter = ("state", "format", "source", "camera")
+    search_fields = ("id", "camera__camera_id", "camera__name", "requested_by__username")
+    date_hierarchy = "created_at"
+    actions = ("cancel_tasks", "delete_files")
+    list_select_related = ("camera", "requested_by")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields] + ["queue_link"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # rows are the chain of custody; "delete files" keeps the row
+
+    @admin.display(description="size")
+    def size_display(self, task):
+        return filesizeformat(task.size) if task.size else "—"
+
+    @admin.display(description="job queue")
+    def queue_link(self, task):
+        return format_html('<a href="{}">rq queues and workers</a>', RQ_ADMIN_URL)
+
+    @admin.action(description="Cancel selected queued or running tasks")
+    def cancel_tasks(self, request, queryset):
+        count = 0
+        for task in queryset.filter(state__in=ExportTask.ACTIVE_STATES):
+            service.cancel_task(task, request.user, _addr(request))
+            count += 1
+        self.message_user(request, f"{count} task(s) cancelled.", messages.SUCCESS)
+
+    @admin.action(description="Delete the files of selected tasks (cancels active ones)")
+    def delete_files(self, request, queryset):
+        for task in queryset:
+            service.delete_task(task, request.user, _addr(request))
+        self.message_user(request, f"{queryset.count()} task(s) deleted.", messages.SUCCESS)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "title": "Export tasks (job queue: /admin/rq/)"}
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("at", "action", "camera_id", "task_id", "username", "remote_addr")
+    list_filter = ("action", "camera_id")
+    search_fields = ("task_id", "camera_id", "username", "remote_addr")
+    date_hierarchy = "at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at")
+    search_fields = ("prefix", "name", "user__username")
+    fields = ("user", "name", "prefix", "created_at", "last_used_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields + (("user",) if obj else ())
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, key = ApiToken.issue(obj.user, name=obj.name)
+        obj.pk, obj.key_hash, obj.prefix = token.pk, token.key_hash, token.prefix
+        obj._state.adding = False
+        self.message_user(
+            request,
+            format_html(
+                "New API key (shown only now, copy it): <code>{}</code>", key
+            ),
+            messages.WARNING,
+        )
