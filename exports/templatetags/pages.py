@@ -47,3 +47,9 @@ def seconds_text(seconds: float | None) -> str:
     if minutes:
         return f"{minutes} min {secs:02d} s"
     return f"{secs} s"
+
+
+@register.filter
+def words(value: str) -> str:
+    """stream_copy -> stream copy."""
+    return str(value or "").replace("_", " ")
