@@ -358,6 +358,9 @@ def index_camera(camera: Camera, *, recent_only: bool = False) -> IndexSummary:
     newest = segments.order_by("-start").only("path", "start").first() if recent_only else None
     after = tuple(newest.path.split("/")) if newest else None
     found = list(walk_archive(camera, root, after))
+    if camera.layout != Camera.Layout.AUTO:
+        # Files the layout does not name are not this camera's (and drop out if indexed).
+        found = [item for item in found if name_time(camera, item.path) is not None]
     known = _known_rows(segments, [f.path for f in found] if recent_only else None)
 
     changed = []
@@ -414,8 +417,6 @@ def _probe_all(camera, files, summary) -> tuple[list[_Probed], list[str]]:
     probed, failed = [], []
     for item in files:
         named = name_time(camera, item.path)
-        if named is None and camera.layout != Camera.Layout.AUTO:
-            continue  # not a recording of this camera's layout
         key, stamp = (camera.pk, camera.archive_path, item.path), (item.size, item.mtime)
         remembered = _unreadable.get(key)
         if remembered is not None and remembered[0] == stamp:

@@ -151,6 +151,14 @@ def test_explicit_pattern_wins_over_names(archive_dir):
     assert path == "rec/20261120/110000.mkv"
     assert_close(start, T0)
 
+    camera.pattern = "%Y-%m-%d_%H-%M-%S.mkv"  # the operator fixes the pattern: index follows
+    camera.save()
+    summary = index_camera(camera)
+    assert (summary.added, summary.removed) == (1, 1)
+    [(path, start, _)] = indexed(camera)
+    assert path == "2026-11-20_10-00-10.mkv"
+    assert_close(start, T0 + timedelta(seconds=10) - timedelta(hours=1))
+
 
 def test_name_without_time_uses_creation_time(archive_dir):
     # Matroska keeps the tag to the nanosecond (MP4's mvhd only to the second).
