@@ -157,7 +157,7 @@ def _task_for(request, raw_id, *, missing_message: str):
         task_id = uuid.UUID(raw_id.strip())
     except ValueError:
         raise ApiError(f"no such task {raw_id[:60]!r}: not a task id", 404) from None
-    task = tasks.visible_tasks(request.api_user).filter(id=task_id).first()
+    task = tasks.visible_task(request.api_user, task_id)
     if task is None:
         raise ApiError(f"no such task {task_id}", 404, ArchiveTaskId=None)
     return task

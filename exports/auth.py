@@ -40,6 +40,13 @@ class _BasicCache:
     def __init__(self):
         self._entries: dict[bytes, tuple[int, str, float]] = {}
         self._lock = threading.Lock()
+        self._verifying: dict[bytes, threading.Lock] = {}
+
+    def lock_for(self, key: bytes) -> threading.Lock:
+        with self._lock:
+            if len(self._verifying) > BASIC_CACHE_SIZE:
+                self._verifying = {k: v for k, v in self._verifying.items() if v.locked()}
+            return self._verifying.setdefault(key, threading.Lock())
 
     @staticmethod
     def key(username: str, password: str) -> bytes:
@@ -121,10 +128,18 @@ def _basic_user(request, credentials: str):
         user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
         if user is not None and user.password == password_hash:
             return user
-    user = authenticate(request, username=username, password=password)
-    if user is None or not user.is_active:
-        raise AuthenticationFailed("invalid username or password")
-    basic_cache.put(key, user)
+    # One slow password check per credential at a time: a client firing many requests at
+    # once with a new credential must not hash it in every thread.
+    with basic_cache.lock_for(key):
+        cached = basic_cache.get(key)
+        if cached is not None:
+            user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
+            if user is not None and user.password == cached[1]:
+                return user
+        user = authenticate(request, username=username, password=password)
+        if user is None or not user.is_active:
+            raise AuthenticationFailed("invalid username or password")
+        basic_cache.put(key, user)
     return user
 
 

@@ -4,6 +4,7 @@ The task row is the source of truth; Redis only carries the job (id = task id). 
 finds its task no longer `Created` does nothing, so a duplicate or stale job is harmless.
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -48,9 +49,13 @@ class AllSlotsBusy(Exception):
     """PSIMEXPORT_MAX_CONCURRENT exports already run; rq retries the job later."""
 
 
+@functools.cache
 def get_queue():
-    # "auto": enqueue when called; create_export_task already defers to the commit itself and
-    # must see a Redis failure at once to answer 503.
+    """The exports queue, built once per process so its Redis connection pool is reused.
+
+    commit_mode "auto": enqueue when called; create_export_task already defers to the commit
+    itself and must see a Redis failure at once to answer 503.
+    """
     return django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
 
 

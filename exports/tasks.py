@@ -71,6 +71,22 @@ def visible_tasks(user):
     return tasks.filter(camera__in=exportable_cameras(user).values("pk"))
 
 
+def visible_task(user, task_id):
+    """The task with this id if the caller may see it, else None (one query, then a grant
+    check only for callers who are not superusers)."""
+    task = (
+        ExportTask.objects.select_related("camera").filter(id=task_id).order_by()[:1]
+    )
+    task = next(iter(task), None)
+    if task is None:
+        return None
+    if getattr(user, "is_superuser", False) and user.is_active:
+        return task
+    if not exportable_cameras(user).filter(pk=task.camera_id).exists():
+        return None
+    return task
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 
@@ -107,10 +123,13 @@ def create_export_task(
     """
     from exports.archive import ArchiveError, index_camera, last_recorded_frame, segments_covering
 
-    try:
-        index_camera(camera, recent_only=True)
-    except ArchiveError as error:  # export what the index already knows
-        log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
+    # Refresh the index only when the range reaches past what it knows (the newest minute of
+    # a recorder); maintenance re-indexes everything every minute anyway.
+    if end is None or camera.last_recording is None or end > camera.last_recording:
+        try:
+            index_camera(camera, recent_only=True)
+        except ArchiveError as error:  # export what the index already knows
+            log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
     requested_end = end
     if end is None:
         end = last_recorded_frame(camera)

@@ -286,3 +286,48 @@ def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, t
     task.refresh_from_db()
     assert (task.state, task.percents, task.attempts) == ("ReadyForDownload", 100, 2)
     assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_lets_the_running_export_finish(alice, exports_queue, settings, tmp_path):
+    """rq's warm shutdown: SIGTERM to the worker (as `make run` sends on stop) waits for the
+    job; the export completes instead of leaving a half file."""
+    worker_data = tmp_path / "worker-data"
+    settings.EXPORTS_DIR = worker_data / "exports"
+    task_id = alice.create(**WHOLE).json()["ArchiveTaskId"]
+    env = {**os.environ, "DATABASE_URL": _database_url(), "PSIMEXPORT_DATA": str(worker_data)}
+    script = SLOW_WORKER.replace("SimpleWorker([queue]", "Worker([queue]").replace(
+        "import SimpleWorker", "import Worker"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=BASE_DIR, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while ExportTask.objects.get(id=task_id).percents == 0:
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    task = ExportTask.objects.get(id=task_id)
+    assert (task.state, task.percents) == ("ReadyForDownload", 100)
+    assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
+
+
+def test_a_cancelled_task_can_be_retried_from_zero(
+    alice, users, exports_queue, django_capture_on_commit_callbacks
+):
+    from exports import tasks
+
+    task = create(alice, django_capture_on_commit_callbacks)
+    tasks.cancel_task(task, users["alice"])
+    with pytest.raises(tasks.TaskRefused):
+        tasks.retry_task(ExportTask.objects.get(id=task.id).__class__(state="Created"), users["alice"])
+    task = tasks.retry_task(task, users["alice"], "10.0.0.1")
+    assert (task.state, task.percents, task.error_message) == ("Created", 0, "")
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert task.state == "ReadyForDownload"
+    retry = AuditEvent.objects.get(task_id=task.id, action="retry")
+    assert (retry.username, retry.remote_addr) == ("alice", "10.0.0.1")
