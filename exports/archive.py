@@ -117,11 +117,14 @@ def parse_frigate(parts: tuple[str, ...], source_name: str) -> NameTime | None:
     match = _FRIGATE_NAME.fullmatch(name)
     if not (_DATE_DIR.fullmatch(date) and _HOUR_DIR.fullmatch(hour) and match):
         return None
-    try:
-        moment = datetime.strptime(f"{date} {hour}:{match[1]}:{match[2]}", "%Y-%m-%d %H:%M:%S")
+    try:  # not strptime: this runs for every file of a large archive
+        moment = datetime(
+            int(date[:4]), int(date[5:7]), int(date[8:]), int(hour), int(match[1]), int(match[2]),
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
-    return NameTime(aware=moment.replace(tzinfo=UTC))
+    return NameTime(aware=moment)
 
 
 def parse_pattern(relative: str, pattern: str) -> NameTime | None:
@@ -188,6 +191,14 @@ def name_time(camera: Camera, relative: str) -> NameTime | None:
     if _is_frigate_shaped(parts):
         return parse_frigate(parts, camera.source_name or camera.camera_id)
     return parse_name(parts)
+
+
+def _named_by_layout(camera: Camera, relative: str) -> bool:
+    """Cheaply: does the camera's explicit layout name this path? (Walker already chose folders.)"""
+    if camera.layout == Camera.Layout.FRIGATE:
+        parts = tuple(relative.split("/"))
+        return _is_frigate_shaped(parts) and parts[2] == (camera.source_name or camera.camera_id)
+    return name_time(camera, relative) is not None
 
 
 def _is_frigate_shaped(parts: tuple[str, ...]) -> bool:
@@ -360,7 +371,7 @@ def index_camera(camera: Camera, *, recent_only: bool = False) -> IndexSummary:
     found = list(walk_archive(camera, root, after))
     if camera.layout != Camera.Layout.AUTO:
         # Files the layout does not name are not this camera's (and drop out if indexed).
-        found = [item for item in found if name_time(camera, item.path) is not None]
+        found = [item for item in found if _named_by_layout(camera, item.path)]
     known = _known_rows(segments, [f.path for f in found] if recent_only else None)
 
     changed = []
