@@ -218,8 +218,9 @@ def validate_pattern(pattern: str) -> None:
             f"pattern {pattern!r} must be a relative path with %Y %m %d %H %M (missing {missing})"
         )
     sample = datetime(2026, 11, 20, 10, 9, 8 if "%S" in pattern else 0)
+    zone = UTC if "%z" in pattern else None
     try:
-        round_trip = datetime.strptime(sample.strftime(pattern), pattern)
+        round_trip = datetime.strptime(sample.replace(tzinfo=zone).strftime(pattern), pattern)
     except ValueError as error:
         raise ArchiveError(f"pattern {pattern!r} cannot be read back: {error}") from None
     if round_trip.replace(tzinfo=None) != sample:
@@ -298,11 +299,15 @@ def walk_archive(camera: Camera, root: Path, after: tuple[str, ...] | None = Non
                 child_bound = bound if limit is not None and name == limit else None
                 stack.append((entry.path, parts + (name,), child_bound))
             elif os.path.splitext(name)[1].lower() in VIDEO_SUFFIXES:
+                relative = "/".join(parts + (name,))
+                if not _storable(relative):
+                    logger.warning("skipping %s: name not UTF-8 or too long", entry.path)
+                    continue
                 try:
                     stat = entry.stat()
                 except OSError:
                     continue
-                yield FoundFile("/".join(parts + (name,)), stat.st_size, stat.st_mtime)
+                yield FoundFile(relative, stat.st_size, stat.st_mtime)
 
 
 def _wanted_dirs(camera, parts, entries, source) -> set[str] | None:
@@ -320,6 +325,14 @@ def _wanted_dirs(camera, parts, entries, source) -> set[str] | None:
     )
     # An hour folder of a Frigate-shaped tree holds every camera's folder: enter only ours.
     return {source} if frigate_hour else None
+
+
+def _storable(relative: str) -> bool:
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as surrogates
+        return False
+    return len(relative) <= Segment._meta.get_field("path").max_length
 
 
 def _inside(root: Path, path: str) -> bool:
@@ -613,6 +626,9 @@ def index_all_cameras() -> list[IndexSummary]:
         except ArchiveError as error:
             logger.error("camera %s: %s", camera.camera_id, error)
             summaries.append(IndexSummary(camera_id=camera.camera_id, failed=[str(error)]))
+        except Exception as error:  # the other cameras still get indexed
+            logger.exception("camera %s: indexing failed", camera.camera_id)
+            summaries.append(IndexSummary(camera_id=camera.camera_id, failed=[repr(error)]))
     return summaries
 
 

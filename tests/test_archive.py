@@ -160,6 +160,25 @@ def test_explicit_pattern_wins_over_names(archive_dir):
     assert_close(start, T0 + timedelta(seconds=10) - timedelta(hours=1))
 
 
+def test_pattern_with_offset_gives_absolute_times(archive_dir):
+    write(archive_dir / "20261120-110000+0100.mkv", T0)
+    camera = make_camera(archive_dir, layout="pattern", pattern="%Y%m%d-%H%M%S%z.mkv",
+                         timezone="America/New_York")
+    index_camera(camera)
+    assert_close(indexed(camera)[0][1], T0)
+
+
+def test_odd_file_names_are_skipped_not_fatal(archive_dir):
+    write(archive_dir / "2026-11-20_10-00-00.mkv", T0)
+    odd = os.fsencode(archive_dir) + b"/2026-11-20_10-00-02-\xff.mkv"
+    shutil.copyfile(archive_dir / "2026-11-20_10-00-00.mkv", odd)
+    deep = archive_dir / ("x" * 250) / ("y" * 250) / ("z" * 250) / ("w" * 250)
+    write(deep / "2026-11-20_10-00-04.mkv", T0 + timedelta(seconds=4))
+    camera = make_camera(archive_dir)
+    index_camera(camera)
+    assert [r[0] for r in indexed(camera)] == ["2026-11-20_10-00-00.mkv"]
+
+
 def test_name_without_time_uses_creation_time(archive_dir):
     # Matroska keeps the tag to the nanosecond (MP4's mvhd only to the second).
     created = T0 + timedelta(milliseconds=250)
@@ -432,6 +451,19 @@ def test_segments_covering_returns_ordered_overlaps_and_gaps(gappy_camera):
     # a segment ending exactly at the range start does not overlap it
     assert [seg.path[-9:] for seg in segments_covering(gappy_camera, s(4), s(5)).segments] == []
     assert segments_covering(gappy_camera, s(4), s(5)).gaps == [(s(4), s(5))]
+
+
+def test_gap_threshold_follows_a_slow_frame_rate(archive_dir):
+    # 1 fps: two frame intervals = 2 s, so a 1.5 s hole is no gap and a 2.5 s hole is one
+    slow = SegmentSpec(width=160, height=120, acodec=None, fps=Fraction(1))
+    for offset in (0, 3.5, 8):
+        start = T0 + timedelta(seconds=offset)
+        age(write(archive_dir / f"{start:%Y%m%dT%H%M%S.%f}.mkv", start, spec=slow))
+    camera = make_camera(archive_dir)
+    assert index_camera(camera).gaps == 1
+    camera.refresh_from_db()
+    coverage = segments_covering(camera, T0, T0 + timedelta(seconds=10))
+    assert coverage.gaps == [(T0 + timedelta(seconds=5.5), T0 + timedelta(seconds=8))]
 
 
 def test_small_holes_are_not_gaps(archive_dir):

@@ -85,7 +85,9 @@ def _video_duration(container, video, path: Path) -> tuple[float, str, int]:
     # A fragmented MP4's header describes no samples: its timing lives in the fragments.
     if video.duration and header_format and not _top_level_boxes(path, stop_at=b"moof")[1]:
         return float(video.duration * video.time_base), "header", 0
-    first = video.start_time
+    first, head_packets = video.start_time, 0
+    if first is None:  # the demuxer did not find it while opening: read the first packets
+        first, head_packets = _first_pts(container, video)
     try:
         end, packets = _tail_end(container, video)
         method = "tail"
@@ -93,9 +95,23 @@ def _video_duration(container, video, path: Path) -> tuple[float, str, int]:
         end, packets, first_seen = _demux_end(container, video)
         first = first if first is not None else first_seen
         method = "demux"
+    packets += head_packets
     if first is None or end is None:
         return 0.0, method, packets
     return float((end - first) * video.time_base), method, packets
+
+
+def _first_pts(container, video, look_ahead: int = 16) -> tuple[int | None, int]:
+    """The smallest pts among the first packets (B-frames put it after the first one)."""
+    first, count = None, 0
+    for packet in container.demux(video):
+        if packet.pts is None:
+            continue
+        count += 1
+        first = packet.pts if first is None or packet.pts < first else first
+        if count >= look_ahead:
+            break
+    return first, count
 
 
 class _NoTail(Exception):
