@@ -368,6 +368,21 @@ def test_repeated_hour_uses_creation_time_over_file_order(archive_dir):
         assert_close(got[f"{folder}/{name}"], expected)
 
 
+@pytest.mark.parametrize("b_written_first", [False, True])
+def test_same_repeated_name_in_two_folders_is_exported_once_each(archive_dir, b_written_first):
+    # New York, 2026-11-01: 01:30 happens at 05:30 UTC (EDT) and again at 06:30 UTC (EST).
+    first_pass, second_pass = ("b", "a") if b_written_first else ("a", "b")
+    for folder, utc_hour in ((first_pass, 5), (second_pass, 6)):
+        path = write(archive_dir / folder / "2026-11-01_01-30-00.mkv",
+                     datetime(2026, 11, 1, utc_hour, 30, tzinfo=UTC), 1.0)
+        os.utime(path, (1_800_000_000 + utc_hour, 1_800_000_000 + utc_hour))
+    camera = make_camera(archive_dir, timezone="America/New_York")
+    index_camera(camera)
+    got = {p.split("/")[0]: start for p, start, _ in indexed(camera)}
+    assert got[first_pass] == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    assert got[second_pass] == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+
+
 def test_spring_forward_names_are_neither_lost_nor_doubled(archive_dir):
     # 2026-03-29 02:00 CET -> 03:00 CEST: no wall time 02:xx exists.
     rows = [

@@ -67,6 +67,7 @@ def test_camera_list_shows_coverage_with_a_constant_number_of_queries(
     assert text.count("Nov. 20, 2026, 10 a.m.") == 2  # first and last recording
     assert "0.00" in text  # recorded hours: 6 s
     assert ">1<" in text  # one gap
+    assert f"/admin/exports/segment/?camera__id__exact={recorded.pk}" in text
 
 
 def test_camera_form_rejects_bad_zone_and_path(admin_client, tmp_path):

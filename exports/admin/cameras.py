@@ -5,6 +5,8 @@ from pathlib import Path
 from django import forms
 from django.contrib import admin, messages
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.html import format_html
 
 from exports.archive import ArchiveError, camera_zone, index_camera, validate_pattern
 from exports.models import Camera, Segment
@@ -45,7 +47,7 @@ class CameraAdmin(admin.ModelAdmin):
     # Coverage comes from fields the indexer keeps, so a page of cameras costs one query.
     list_display = [
         "camera_id", "name", "layout", "enabled", "first_recording", "last_recording",
-        "recorded_hours", "gap_count", "indexed_at",
+        "recorded_hours", "gap_count", "indexed_at", "segments_link",
     ]
     list_display_links = ["camera_id", "name"]
     list_filter = ["enabled", "layout"]
@@ -66,6 +68,11 @@ class CameraAdmin(admin.ModelAdmin):
     @admin.display(description="recorded hours", ordering="recorded_seconds")
     def recorded_hours(self, camera):
         return f"{camera.recorded_seconds / 3600:.2f}"
+
+    @admin.display(description="segments")
+    def segments_link(self, camera):
+        url = reverse("admin:exports_segment_changelist")
+        return format_html('<a href="{}?camera__id__exact={}">list</a>', url, camera.pk)
 
     @admin.action(description="Index now")
     def index_now(self, request, queryset):
