@@ -81,6 +81,24 @@ def wait_for(port: int, timeout: float = 30) -> None:
     raise SystemExit("gunicorn did not come up")
 
 
+def server_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU of gunicorn's master and workers (from /proc), to report CPU per
+    request: a figure that stays meaningful when other work shares the machine."""
+    pids = [master_pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
+    except OSError:
+        return float("nan")
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_scenario(port, rate, seconds, make_request, threads=32):
     """Open-loop load: request i is due at start + i / rate; latency counts from then."""
     total = int(rate * seconds)
@@ -196,11 +214,15 @@ def main():
         print(f"gunicorn gthread 2x8 on 127.0.0.1:{port}, {args.database_url or 'SQLite'}, Redis {args.redis_url}; "
               f"{args.rate:g} req/s for {args.seconds:g} s each; status of a {state} task")
         print(f"{'scenario':<16} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'errors':>6}")
+              f"{'max ms':>7} {'errors':>6} {'cpu ms':>7}")
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         for name, make in scenarios:
+            cpu_before = server_cpu_seconds(server.pid)
             r = run_scenario(port, args.rate, args.seconds, make)
+            cpu_ms = (server_cpu_seconds(server.pid) - cpu_before) * 1000 / r["requests"]
             print(f"{name:<16} {r['requests']:>8} {r['throughput']:>7.1f} {r['p50_ms']:>7.1f} "
-                  f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['errors']:>6}", flush=True)
+                  f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['errors']:>6} {cpu_ms:>7.2f}",
+                  flush=True)
         print("targets: status p99 <= 20 ms, create p99 <= 50 ms, no errors")
     finally:
         server.terminate()

@@ -104,7 +104,7 @@ def authenticate_api_request(request):
 def _token_user(key: str):
     if not key or len(key) > 200:
         raise AuthenticationFailed("invalid API token")
-    token = ApiToken.objects.for_key(key).first()
+    token = next(iter(ApiToken.objects.for_key(key)[:1]), None)
     if token is None:
         raise AuthenticationFailed("invalid API token")
     now = timezone.now()

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from django import forms
 from django.conf import settings
 
-from exports.tasks import exportable_cameras
+from exports.models import Camera
+from exports.tasks import may_export
 
 EXPORT_FORMATS = ("mp4", "avi", "flv", "mov", "asf", "mkv")
 
@@ -151,8 +152,8 @@ class ExportRequestForm(forms.Form):
         camera_id = self.cleaned_data.get("camera")
         if camera_id is None:
             return None
-        camera = exportable_cameras(self.user).filter(camera_id=camera_id).first()
-        if camera is None:
+        camera = next(iter(Camera.objects.filter(camera_id=camera_id)[:1]), None)
+        if camera is None or not may_export(self.user, camera):
             # Same answer for "does not exist" and "not yours": don't reveal which.
             raise forms.ValidationError(f"no such camera {_shorten(camera_id)!r}", code="not_found")
         return camera
