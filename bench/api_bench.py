@@ -99,6 +99,18 @@ def server_cpu_seconds(master_pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def call(port, method, path, body, headers) -> dict:
+    """One request on a fresh connection, retried while gunicorn's workers come up."""
+    for _ in range(50):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request(method, path, body=body, headers=headers)
+            return json.loads(conn.getresponse().read())
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.2)
+    raise SystemExit(f"{method} {path} keeps failing")
+
+
 def run_scenario(port, rate, seconds, make_request, threads=32):
     """Open-loop load: request i is due at start + i / rate; latency counts from then."""
     total = int(rate * seconds)
@@ -190,14 +202,12 @@ def main():
         basic_headers = {"Authorization": f"Basic {basic}"}
 
         # One finished task to ask the status of (a burst worker runs it).
-        conn = http.client.HTTPConnection("127.0.0.1", port)
         body = json.dumps({"CameraId": "1", "From": "2026-11-20T10:00:01Z", "To": "2026-11-20T10:00:03Z"})
-        conn.request("POST", "/createarchivetask", body=body, headers=token_headers)
-        task_id = json.loads(conn.getresponse().read())["ArchiveTaskId"]
+        task_id = call(port, "POST", "/createarchivetask", body, token_headers)["ArchiveTaskId"]
         subprocess.run([*manage, "rqworker", "exports", "--burst"], cwd=BASE_DIR, env=env,
                        check=True, capture_output=True)
-        conn.request("GET", f"/getarchivetaskstatus?archivetaskid={task_id}", headers=token_headers)
-        state = json.loads(conn.getresponse().read())["State"]
+        state = call(port, "GET", f"/getarchivetaskstatus?archivetaskid={task_id}", None,
+                     token_headers)["State"]
         status_path = f"/getarchivetaskstatus?archivetaskid={task_id}"
 
         def create(index):

@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rq import Retry
+from rq.timeouts import JobTimeoutException
 
 from exports.models import AuditEvent, ExportTask
 
@@ -190,6 +191,12 @@ def execute_task(task, out_path: Path, on_progress=None, keep_in_exports=True):
         _fail(
             task, out_path, keep_in_exports,
             f"a recorded segment was deleted while it was being exported ({Path(error.filename or '').name or error})",
+        )
+        return None
+    except JobTimeoutException:
+        _fail(
+            task, out_path, keep_in_exports,
+            f"the export took longer than its time limit of {job_timeout(task)} s",
         )
         return None
     except Exception as error:  # the row must never stay InProgress because of a bug

@@ -324,3 +324,18 @@ def test_healthz_reports_database_redis_workers_and_disk(db, exports_queue):
     assert body["Database"] == "ok" and body["Redis"] == "ok"
     assert body["Workers"] == 0 and body["Status"] == "degraded"
     assert body["DiskFreeBytes"] > 0
+
+
+def test_a_group_grant_lets_a_user_export(users, cameras, exports_queue):
+    from django.contrib.auth.models import Group, User
+
+    from exports.models import ApiToken
+
+    carol = User.objects.create_user("carol", password="carol-secret-pw")
+    operators = Group.objects.create(name="operators")
+    carol.groups.add(operators)
+    api = token_client(ApiToken.issue(carol)[1])
+    assert api.create(**GOOD).status_code == 404
+    cameras[0].allowed_groups.add(operators)
+    assert api.create(**GOOD).status_code == 200
+    assert [c["CameraId"] for c in api.get("/getcameras").json()["Cameras"]] == ["1"]
