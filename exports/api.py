@@ -402,3 +402,42 @@ def _live_workers(queue) -> int:
             alive += 1
     return alive
 
+
+
+# -- Django's own error paths ---------------------------------------------------------------
+# Errors raised before a view runs (a disallowed Host header, a path that matches nothing
+# under an API name) go to Django's handlers. psimexport/urls.py points handler400/404/500 here:
+# API paths get JSON in the contract's shape, every other path Django's default pages.
+
+API_PREFIXES = (
+    "/createarchivetask", "/getarchivetaskstatus", "/download", "/deletearchivetask",
+    "/getcameras", "/openapi.json", "/healthz",
+)
+
+
+def is_api_path(path: str) -> bool:
+    return path.lower().startswith(API_PREFIXES)
+
+
+def handler400(request, exception=None):
+    from django.views import defaults
+
+    if is_api_path(request.path):
+        return error("bad request", 400)
+    return defaults.bad_request(request, exception)
+
+
+def handler404(request, exception=None):
+    from django.views import defaults
+
+    if is_api_path(request.path):
+        return error(f"no such endpoint {request.path[:100]}", 404)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    from django.views import defaults
+
+    if is_api_path(request.path):
+        return error("internal error; the server log has the details", 500)
+    return defaults.server_error(request)

@@ -339,3 +339,19 @@ def test_a_group_grant_lets_a_user_export(users, cameras, exports_queue):
     cameras[0].allowed_groups.add(operators)
     assert api.create(**GOOD).status_code == 200
     assert [c["CameraId"] for c in api.get("/getcameras").json()["Cameras"]] == ["1"]
+
+
+# This module doubles as a URLconf wiring the API's error handlers, as psimexport/urls.py should.
+from psimexport.urls import urlpatterns  # noqa: E402,F401
+
+handler400 = "exports.api.handler400"
+handler404 = "exports.api.handler404"
+handler500 = "exports.api.handler500"
+
+
+@pytest.mark.urls("tests.test_api")
+def test_django_level_errors_on_api_paths_answer_json(alice):
+    response = alice.get("/getcameras", HTTP_HOST="evil.example")  # DisallowedHost
+    assert response.status_code == 400 and response.json()["ErrorMessage"] == "bad request"
+    response = alice.get("/getarchivetaskstatus/extra")
+    assert response.status_code == 404 and "no such endpoint" in response.json()["ErrorMessage"]
