@@ -184,6 +184,13 @@ def row(page, task):
     return page.locator(f"#task-{task.id}")
 
 
+def submit(page, button):
+    """Click a form button and wait for the page it leads to (often the same URL)."""
+    with page.expect_navigation():
+        button.click()
+    page.wait_for_load_state()
+
+
 def newest_task():
     return ExportTask.objects.order_by("-created_at").first()
 
@@ -265,14 +272,12 @@ def test_operator_exports_watches_progress_downloads_cancels_retries_deletes(sit
     page.get_by_role("button", name="Export", exact=True).click()
     page.wait_for_url(url + "/tasks/")
     long_task = newest_task()
-    row(page, long_task).get_by_role("button", name="Cancel").click()
-    page.wait_for_url(url + "/tasks/")
+    submit(page, row(page, long_task).get_by_role("button", name="Cancel"))
     expect_text(row(page, long_task), "Cancelled")
     long_task.refresh_from_db()
     assert long_task.state == State.CANCELLED
 
-    row(page, long_task).get_by_role("button", name="Retry").click()
-    page.wait_for_url(url + "/tasks/")
+    submit(page, row(page, long_task).get_by_role("button", name="Retry"))
     expect_text(row(page, long_task), "Created")
     worker.running.set()
     page.wait_for_function(
@@ -282,8 +287,7 @@ def test_operator_exports_watches_progress_downloads_cancels_retries_deletes(sit
     assert long_task.state == State.READY
 
     # Delete the first export: its file goes, the row says Deleted.
-    row(page, task).get_by_role("button", name="Delete").click()
-    page.wait_for_url(url + "/tasks/")
+    submit(page, row(page, task).get_by_role("button", name="Delete"))
     expect_text(row(page, task), "Deleted")
     task.refresh_from_db()
     assert task.state == State.DELETED
