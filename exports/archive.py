@@ -79,7 +79,8 @@ class IndexSummary:
         text = (
             f"camera {self.camera_id}: {_plural(self.segments, 'segment')}, {span}, "
             f"{_plural(self.gaps, 'gap')} "
-            f"(+{self.added} ~{self.updated} -{self.removed} ={self.unchanged}"
+            f"({self.added} new, {self.updated} changed, {self.removed} removed, "
+            f"{self.unchanged} unchanged"
         )
         if self.pending:
             text += f", {self.pending} still being written"

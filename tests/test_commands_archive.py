@@ -88,7 +88,7 @@ def test_index_archive_reports_each_camera(frigate_root):
     out = run("index_archive")
     assert "camera back: 1 segment," in out
     assert "camera front: 4 segments" in out
-    assert "(+1 ~0 -0 =3" in out
+    assert "(1 new, 0 changed, 0 removed, 3 unchanged)" in out
 
     assert "camera back" not in run("index_archive", "front")
 
