@@ -660,6 +660,10 @@ def _merge(rows) -> Iterator[tuple[datetime, datetime]]:
 
 def _overlapping(camera: Camera, start: datetime, end: datetime):
     """Segments overlapping [start, end): one range scan on (camera, start)."""
+    # Read the bound fresh: another process may have indexed a longer segment since the
+    # caller loaded this camera.
+    longest = Camera.objects.filter(pk=camera.pk).values_list("max_segment_seconds", flat=True)
+    camera.max_segment_seconds = longest.first() or 0.0
     earliest = start - timedelta(seconds=camera.max_segment_seconds + 0.001)
     return Segment.objects.filter(camera=camera, start__gte=earliest, start__lt=end, end__gt=start)
 
@@ -709,5 +713,6 @@ def last_recorded_frame(camera: Camera) -> datetime | None:
     newest = segments.order_by("-start").values_list("start", flat=True).first()
     if newest is None:
         return None
-    earliest = newest - timedelta(seconds=camera.max_segment_seconds + 0.001)
+    longest = Camera.objects.filter(pk=camera.pk).values_list("max_segment_seconds", flat=True)
+    earliest = newest - timedelta(seconds=(longest.first() or 0.0) + 0.001)
     return segments.filter(start__gte=earliest).aggregate(last=Max("end"))["last"]

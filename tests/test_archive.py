@@ -505,10 +505,11 @@ def test_recorded_intervals_and_coverage(gappy_camera):
 def test_segments_covering_finds_a_long_segment_starting_well_before_the_range(archive_dir):
     age(write(archive_dir / "20261120T100000.mkv", T0, 6.0, spec=SegmentSpec(width=160, height=120, acodec=None, fps=Fraction(5))))
     camera = make_camera(archive_dir)
+    stale = Camera.objects.get(pk=camera.pk)  # loaded before the index grew the bound
     index_camera(camera)
     camera.refresh_from_db()
     assert camera.max_segment_seconds == pytest.approx(6.0)
-    coverage = segments_covering(camera, T0 + timedelta(seconds=5), T0 + timedelta(seconds=5.5))
+    coverage = segments_covering(stale, T0 + timedelta(seconds=5), T0 + timedelta(seconds=5.5))
     assert len(coverage.segments) == 1 and coverage.gaps == []
 
 
