@@ -18,4 +18,5 @@ class Command(BaseCommand):
             job = schedule_maintenance()
         except RedisError as error:
             raise CommandError(f"cannot reach Redis: {error}") from None
-        self.stdout.write(f"maintenance job {job.id} {job.get_status(refresh=False)}")
+        status = job.get_status(refresh=False)
+        self.stdout.write(f"maintenance job {job.id} {getattr(status, 'value', status)}")
