@@ -105,3 +105,15 @@ def test_segment_list_is_read_only_with_filters_and_dates(admin_client, recorded
     assert admin_client.get(reverse("admin:exports_segment_add")).status_code == 403
     segment.refresh_from_db()
     assert segment.path == "2026-11-20/10/front/00.00.mp4"
+
+
+def test_index_now_reports_a_missing_archive_as_an_error(admin_client, tmp_path):
+    camera = Camera.objects.create(camera_id="gone", archive_path=str(tmp_path / "unmounted"))
+    response = admin_client.post(
+        reverse("admin:exports_camera_changelist"),
+        {"action": "index_now", "_selected_action": [camera.pk]},
+        follow=True,
+    )
+    text = response.content.decode()
+    assert 'class="error"' in text
+    assert "is not a readable directory" in text
