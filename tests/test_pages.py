@@ -621,3 +621,17 @@ def test_batch_zip_is_streamed_and_holds_every_finished_file(
     only_one = b"".join(logged_in(alice).get(reverse("batch-zip", args=[tasks[0].batch])).streaming_content)
     assert len(zipfile.ZipFile(io.BytesIO(only_one)).infolist()) == 1  # camera 2 is not hers
     assert logged_in(alice).get(reverse("batch-zip", args=[uuid.uuid4()])).status_code == 404
+
+
+def test_stream_zip_never_holds_more_than_a_chunk(tmp_path):
+    from exports.views import ZIP_CHUNK, stream_zip
+
+    big = tmp_path / "camera-1_big.mp4"
+    big.write_bytes(os.urandom(3 * ZIP_CHUNK + 123))
+    small = tmp_path / "camera-2_small.mp4"
+    small.write_bytes(b"x" * 10)
+    chunks = list(stream_zip([big, small]))
+    assert max(len(chunk) for chunk in chunks) <= ZIP_CHUNK + 1024
+    with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as archive_zip:
+        assert archive_zip.read(big.name) == big.read_bytes()
+        assert archive_zip.read(small.name) == b"x" * 10
