@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 from django import forms
 from django.conf import settings
 
-from exports.models import Camera
-from exports.tasks import may_export
+from exports.tasks import exportable_camera
 
 EXPORT_FORMATS = ("mp4", "avi", "flv", "mov", "asf", "mkv")
 
@@ -152,8 +151,8 @@ class ExportRequestForm(forms.Form):
         camera_id = self.cleaned_data.get("camera")
         if camera_id is None:
             return None
-        camera = next(iter(Camera.objects.filter(camera_id=camera_id)[:1]), None)
-        if camera is None or not may_export(self.user, camera):
+        camera = exportable_camera(self.user, camera_id)
+        if camera is None:
             # Same answer for "does not exist" and "not yours": don't reveal which.
             raise forms.ValidationError(f"no such camera {_shorten(camera_id)!r}", code="not_found")
         return camera

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from exports import signing
-from exports.models import AuditEvent, Camera, ExportTask
+from exports.models import AuditEvent, Camera, ExportTask, Segment
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,18 @@ def may_export(user, camera) -> bool:
         return True
     granted = Q(allowed_users=user) | Q(allowed_groups__user=user)
     return Camera.objects.filter(pk=camera.pk).filter(granted).exists()
+
+
+def exportable_camera(user, camera_id: str):
+    """The camera with this CameraId if this caller may export it, else None (one query)."""
+    cameras = Camera.objects.filter(camera_id=camera_id, enabled=True)
+    if getattr(user, "is_api_anonymous", False):
+        pass
+    elif user is None or not user.is_authenticated or not user.is_active:
+        return None
+    elif not user.is_superuser:
+        cameras = cameras.filter(Q(allowed_users=user) | Q(allowed_groups__user=user))
+    return next(iter(cameras.order_by()[:1]), None)
 
 
 def visible_tasks(user):
@@ -134,7 +146,7 @@ def create_export_task(
     Raises TaskRefused: 400 range too long, 404 nothing recorded, 507 disk, 503 queue down
     (the row is then kept as Failed "job queue unavailable" for the audit trail).
     """
-    from exports.archive import ArchiveError, index_camera, last_recorded_frame, segments_covering
+    from exports.archive import ArchiveError, index_camera, last_recorded_frame
 
     # Refresh the index only when the range reaches past what it knows (the newest minute of
     # a recorder); maintenance re-indexes everything every minute anyway.
@@ -156,8 +168,7 @@ def create_export_task(
             "export may cover; give a To or split it into several tasks",
             400,
         )
-    coverage = segments_covering(camera, start, end)
-    if not coverage.segments:
+    if not has_recording(camera, start, end):
         raise TaskRefused(
             f"camera {camera.camera_id} has no recording between {_human(start)} and "
             f"{_human(end)}",
@@ -205,6 +216,15 @@ def _save_and_enqueue(task, user, remote_addr) -> ExportTask:
     if "error" in outcome:
         raise TaskRefused(QUEUE_UNAVAILABLE, 503)
     return task
+
+
+def has_recording(camera, start, end) -> bool:
+    """Any indexed segment overlapping [start, end)? One bounded index range scan: a segment
+    overlapping the range starts at most the camera's longest segment before it."""
+    earliest = start - timedelta(seconds=camera.max_segment_seconds + 0.001)
+    return Segment.objects.filter(
+        camera=camera, start__gte=earliest, start__lt=end, end__gt=start
+    ).exists()
 
 
 def mark_queue_unavailable(task) -> None:
