@@ -313,6 +313,13 @@ def test_bad_range_shows_errors_next_to_the_fields(site, page):
     shot(page, "export-form-errors")
     assert not ExportTask.objects.exists()
 
+    # On a phone the pages reflow to one column, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, name in (("/", "cameras-phone"), ("/export/?camera=1", "export-form-phone")):
+        page.goto(url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, name)
+
 
 def expect_text(locator, text):
     from playwright.sync_api import expect
