@@ -91,8 +91,8 @@ class ApiClient:
     def create(self, **body):
         return self.post("/createarchivetask", body)
 
-    def status(self, task_id):
-        return self.get("/getarchivetaskstatus", {"archivetaskid": task_id})
+    def status(self, task_id, **extra):
+        return self.get("/getarchivetaskstatus", {"archivetaskid": str(task_id)}, **extra)
 
 
 def token_client(key: str) -> ApiClient:

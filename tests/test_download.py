@@ -138,3 +138,16 @@ def test_parse_range_rules():
     assert parse_range("bytes=-20", 10) == (0, 9)
     assert parse_range("bytes=10-", 10) == "unsatisfiable"
     assert parse_range("bytes=", 10) is None
+
+
+def test_url_ignores_forwarded_headers_unless_the_proxy_is_trusted(alice, ready, settings):
+    task, _ = ready
+    forwarded = {"HTTP_X_FORWARDED_HOST": "evil.example", "HTTP_X_FORWARDED_PROTO": "https"}
+    url = alice.status(task.id, **forwarded).json()["Url"]
+    assert url.startswith("http://testserver/download?")
+    settings.ALLOWED_HOSTS = ["testserver", "exports.example"]
+    settings.USE_X_FORWARDED_HOST = True  # what PSIMEXPORT_TRUST_PROXY=true sets
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    forwarded["HTTP_X_FORWARDED_HOST"] = "exports.example"
+    url = alice.status(task.id, **forwarded).json()["Url"]
+    assert url.startswith("https://exports.example/download?file=")
