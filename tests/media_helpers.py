@@ -87,11 +87,15 @@ def decode_with_gstreamer(path: Path, width: int, height: int, workdir: Path) ->
     raw = workdir / f"{path.name}.gray"
     subprocess.run(
         [
-            GST_LAUNCH, "-q", "filesrc", f"location={path}", "!", "decodebin", "!",
-            "videoconvert", "!", f"video/x-raw,format=GRAY8,width={width},height={height}",
+            GST_LAUNCH, "-q", "filesrc", f"location={path}", "!", "decodebin", "name=d",
+            "d.", "!", "video/x-raw", "!", "queue", "!", "videoconvert", "!",
+            f"video/x-raw,format=GRAY8,width={width},height={height}",
             "!", "filesink", f"location={raw}",
+            # An unlinked audio pad would stall the pipeline: drain it.
+            *(["d.", "!", "audio/x-raw", "!", "queue", "!", "fakesink"] if _has(path, "audio")
+              else []),
         ],
-        check=True, timeout=120, capture_output=True,
+        check=True, timeout=60, capture_output=True,
     )
     data = np.fromfile(raw, dtype=np.uint8)
     frame_size = width * height
@@ -100,6 +104,11 @@ def decode_with_gstreamer(path: Path, width: int, height: int, workdir: Path) ->
     frame_size = stride * height
     frames = data[: len(data) // frame_size * frame_size].reshape(-1, height, stride)
     return [synth.frame_wall_time(frame[:, :width]) for frame in frames]
+
+
+def _has(path: Path, kind: str) -> bool:
+    with av.open(str(path)) as container:
+        return bool(getattr(container.streams, kind))
 
 
 def frame_steps_ok(walls: list[datetime], step: timedelta, gaps=()) -> list[tuple]:
@@ -130,3 +139,20 @@ def beep_offsets(decoded: Decoded) -> list[float]:
         if nearest is not None:
             offsets.append(at - nearest)
     return offsets
+
+
+def decode_audio_with_gstreamer(path: Path, workdir: Path) -> np.ndarray:
+    """Mono float samples GStreamer decodes from the audio of `path` (at 16 kHz)."""
+    raw = workdir / f"{path.name}.f32"
+    subprocess.run(
+        [
+            GST_LAUNCH, "-q", "filesrc", f"location={path}", "!", "decodebin", "name=d",
+            "d.", "!", "audio/x-raw", "!", "queue", "!", "audioconvert", "!", "audioresample",
+            "!", "audio/x-raw,format=F32LE,channels=1,rate=16000", "!",
+            "filesink", f"location={raw}",
+            *(["d.", "!", "video/x-raw", "!", "queue", "!", "fakesink"] if _has(path, "video")
+              else []),
+        ],
+        check=True, timeout=60, capture_output=True,
+    )
+    return np.fromfile(raw, dtype=np.float32)

@@ -24,11 +24,11 @@ NO_REORDER = {
 COPY = {
     "h264": {"mp4", "mov", "mkv", "avi", "asf", "flv"},
     "hevc": set(),  # see VIDEO_REASONS: a frame-exact HEVC cut needs re-encoding
-    "mjpeg": {"mov", "mkv", "avi"},
+    "mjpeg": {"mp4", "mov", "mkv", "avi", "asf"},
     "aac": {"mp4", "mov", "mkv", "flv", "avi", "asf"},
     "pcm_s16le": {"mov", "mkv", "avi", "asf"},
-    "pcm_mulaw": {"mov", "avi", "asf"},
-    "pcm_alaw": {"mov", "avi", "asf"},
+    "pcm_mulaw": {"mov", "avi"},
+    "pcm_alaw": {"mov", "avi"},
 }
 
 # Codecs whose exact cut needs no re-encoding (every frame is a keyframe) or that the engine
@@ -39,16 +39,17 @@ SMART_CUT = frozenset({"h264"})
 REASONS = {
     ("hevc", "flv"): "flv does not carry hevc (enhanced FLV is rejected by many players)",
     ("mjpeg", "flv"): "flv does not carry mjpeg",
-    ("mjpeg", "mp4"): "mp4 players (browsers, GStreamer) do not play mjpeg in mp4",
-    ("mjpeg", "asf"): "GStreamer does not decode mjpeg from asf",
-    ("pcm_s16le", "mp4"): "mp4 gets AAC so browsers play it",
+    ("pcm_s16le", "mp4"): "GStreamer does not play PCM from mp4, and browsers want AAC",
     ("pcm_mulaw", "mp4"): "mp4 gets AAC so browsers play it",
     ("pcm_alaw", "mp4"): "mp4 gets AAC so browsers play it",
     ("pcm_mulaw", "mkv"): "matroska has no G.711 codec id",
     ("pcm_alaw", "mkv"): "matroska has no G.711 codec id",
-    ("pcm_s16le", "flv"): "GStreamer's flvdemux does not play little-endian PCM",
-    ("pcm_mulaw", "flv"): "GStreamer's flvdemux does not play G.711 from flv",
-    ("pcm_alaw", "flv"): "GStreamer's flvdemux does not play G.711 from flv",
+    ("pcm_mulaw", "asf"): "GStreamer does not decode G.711 from asf",
+    ("pcm_alaw", "asf"): "GStreamer does not decode G.711 from asf",
+    # FFmpeg's flv muxer aborts the process on PCM at rates flv cannot signal (e.g. 16 kHz).
+    ("pcm_s16le", "flv"): "flv carries PCM only at 5.5/11/22/44 kHz",
+    ("pcm_mulaw", "flv"): "flv carries G.711 only at 8 kHz, and FFmpeg's muxer aborts otherwise",
+    ("pcm_alaw", "flv"): "flv carries G.711 only at 8 kHz, and FFmpeg's muxer aborts otherwise",
 }
 
 

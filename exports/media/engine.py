@@ -306,6 +306,12 @@ class _Export:
             if self.annexb:
                 # The filter rewrites the output stream's extradata to Annex B.
                 av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_v, self.video_out)
+            elif self.video_codec == "h264" and self.fmt in compat.NEEDS_ANNEXB:
+                # GStreamer's riff/asf parsing recognises Annex B extradata only with 4-byte
+                # start codes; MPEG-TS/AVI sources may carry 3-byte ones.
+                self.video_out.codec_context.extradata = h264.with_start_codes(
+                    h264.parameter_sets(in_v.codec_context.extradata)
+                )
             self.out_is_avcc = h264.is_avcc(self.video_out.codec_context.extradata)
             self.encoder_template = in_v.codec_context
         else:

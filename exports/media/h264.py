@@ -62,6 +62,11 @@ def parameter_sets(extradata: bytes) -> list[bytes]:
     return split_annexb(extradata or b"")
 
 
+def with_start_codes(nals: list[bytes]) -> bytes:
+    """NAL units as an Annex B byte stream with 4-byte start codes."""
+    return b"".join(b"\x00\x00\x00\x01" + nal for nal in nals)
+
+
 def x264_profile(profile: str | None) -> str:
     """The x264 `profile` option matching a decoder's profile name."""
     name = (profile or "high").lower()

@@ -49,6 +49,8 @@ class SegmentSpec:
     sample_rate: int = 16000
     crf: int = 30
     x264_extra: dict = field(default_factory=dict)
+    preset: str = "veryfast"  # x264 preset (the benchmark uses ultrafast)
+    noise: int = 0  # amplitude of random texture below the bar code (realistic bitrates)
 
     @property
     def frame_duration(self) -> Fraction:
@@ -168,7 +170,7 @@ def _video_stream(container, spec: SegmentSpec):
             **spec.x264_extra,
         }
         stream.options = {
-            "preset": "veryfast",
+            "preset": spec.preset,
             "x264-params": ":".join(f"{k}={v}" for k, v in params.items()),
         }
         stream.pix_fmt = "yuv420p"
@@ -196,6 +198,16 @@ def _video_stream(container, spec: SegmentSpec):
     stream.width, stream.height = spec.width, spec.height
     stream.codec_context.time_base = 1 / rate
     return stream
+
+
+_RNG = np.random.default_rng(2026)
+
+
+def _add_noise(picture: np.ndarray, amplitude: int, top: int) -> None:
+    """Grain like a real sensor's, below the bar code and clock so they stay readable."""
+    area = picture[top:]
+    grain = _RNG.integers(-amplitude, amplitude + 1, size=area.shape[:2], dtype=np.int16)
+    area[:] = np.clip(area.astype(np.int16) + grain[:, :, None], 0, 255).astype(np.uint8)
 
 
 def _audio_stream(container, spec: SegmentSpec):
@@ -243,6 +255,8 @@ def write_segment(
             picture = encode_picture(
                 wall, spec.width, spec.height, first_frame_number + index
             )
+            if spec.noise:
+                _add_noise(picture, spec.noise, top=3 * _block_size(spec.width) + 8)
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = origin_frames + index
             frame.time_base = frame_tb

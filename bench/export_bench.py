@@ -1,0 +1,163 @@
+"""Export benchmark: stream copy and exact cut of a long 1080p archive vs FFmpeg and cat.
+
+Run by hand:  .venv/bin/python bench/export_bench.py [--minutes 60]
+
+The archive (cached in bench/.cache/) is 1080p25 H.264 + AAC at about 4 Mbit/s in 10 s
+segments. Encoding 90,000 distinct 1080p frames takes too long on a small machine, so a few
+distinct 10 s segments are encoded with x264 (ultrafast, ABR 4 Mbit/s) and then remuxed into
+every 10 s slot of the hour with that slot's creation_time, giving real, independently
+timestamped files (timestamps restart at 0 per file, as Frigate writes them); the picture
+repeats every few segments. Each export runs in a child process so its peak RSS can be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import av  # noqa: E402
+
+from exports.media import SourceSegment, export, synth  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+T0 = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
+SEGMENT_S = 10
+DISTINCT = 4
+SPEC = synth.SegmentSpec(
+    width=1920, height=1080, fps=25, gop=50, acodec="aac", sample_rate=48000, preset="ultrafast",
+    noise=12,
+    x264_extra={"bitrate": 4000, "vbv-maxrate": 4500, "vbv-bufsize": 8000},
+)
+
+
+def build_archive(minutes: int) -> list[SourceSegment]:
+    """The cached archive: `minutes` of 10 s segments (built once)."""
+    folder = CACHE / "archive"
+    distinct = []
+    for index in range(DISTINCT):
+        path = CACHE / "distinct" / f"{index}.mp4"
+        if not path.exists():
+            print(f"encoding distinct segment {index + 1}/{DISTINCT} ...", flush=True)
+            tmp = path.with_suffix(".tmp.mp4")
+            synth.write_segment(tmp, T0 + timedelta(seconds=SEGMENT_S * index), SEGMENT_S, SPEC)
+            tmp.rename(path)
+        distinct.append(path)
+    segments = []
+    for slot in range(minutes * 60 // SEGMENT_S):
+        start = T0 + timedelta(seconds=SEGMENT_S * slot)
+        path = synth.frigate_path(folder, "bench", start)
+        if not path.exists():
+            remux_with_creation_time(distinct[slot % DISTINCT], path, start)
+        segments.append(SourceSegment(path, start, start + timedelta(seconds=SEGMENT_S)))
+    return segments
+
+
+def remux_with_creation_time(source: Path, target: Path, start: datetime) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.mp4")
+    with av.open(str(source)) as src, av.open(str(tmp), "w", format="mp4") as dst:
+        dst.metadata["creation_time"] = start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        mapping = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = mapping[packet.stream.index]
+            dst.mux(packet)
+    tmp.rename(target)
+
+
+def child(args) -> None:
+    """Run one export in this process and print its figures as JSON."""
+    segments = [SourceSegment(Path(p), datetime.fromisoformat(s), datetime.fromisoformat(e))
+                for p, s, e in json.loads(Path(args.segments).read_text())]
+    began = time.perf_counter()
+    result = export(segments, datetime.fromisoformat(args.start), datetime.fromisoformat(args.end),
+                    args.fmt, Path(args.out))
+    elapsed = time.perf_counter() - began
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": elapsed, "rss_mb": rss_mb, **result.to_dict()}))
+
+
+def run_child(segments, start, end, fmt, out) -> dict:
+    listing = CACHE / "segments.json"
+    listing.write_text(json.dumps([[str(s.path), s.start.isoformat(), s.end.isoformat()]
+                                   for s in segments]))
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", "--segments", str(listing), "--start",
+         start.isoformat(), "--end", end.isoformat(), "--fmt", fmt, "--out", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def timed(command: list[str], stdout=subprocess.DEVNULL) -> float:
+    began = time.perf_counter()
+    subprocess.run(command, check=True, stdout=stdout, stderr=subprocess.PIPE)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--segments")
+    parser.add_argument("--start")
+    parser.add_argument("--end")
+    parser.add_argument("--fmt")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    segments = build_archive(args.minutes)
+    total = sum(s.path.stat().st_size for s in segments)
+    span = args.minutes * 60
+    print(f"archive: {len(segments)} segments, {total / 1e9:.2f} GB, "
+          f"{total * 8 / span / 1e6:.2f} Mbit/s")
+    work = CACHE / "out"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    end = T0 + timedelta(seconds=span)
+    subprocess.run(["sync"], check=False)
+
+    ours = run_child(segments, T0, end, "mp4", work / "copy.mp4")
+    concat = work / "concat.txt"
+    concat.write_text("".join(f"file '{s.path}'\n" for s in segments))
+    ffmpeg = shutil.which("ffmpeg")
+    version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout
+    ff_s = timed([ffmpeg, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(concat),
+                  "-c", "copy", str(work / "ffmpeg.mp4")])
+    with open(work / "cat.bin", "wb") as sink:
+        cat_s = timed(["cat", *[str(s.path) for s in segments]], stdout=sink)
+    cut_start = T0 + timedelta(seconds=3.37)  # mid-GOP (GOP = 2 s)
+    cut_end = end - timedelta(seconds=4.21)
+    cut = run_child(segments, cut_start, cut_end, "mp4", work / "cut.mp4")
+    minute = run_child(segments, cut_start, cut_start + timedelta(minutes=1), "mp4",
+                       work / "minute.mp4")
+    print(f"ffmpeg: {version.splitlines()[0]}")
+    print(f"stream copy {args.minutes} min -> mp4: {ours['seconds']:.2f} s "
+          f"({ours['frames']} frames, {ours['bytes'] / 1e9:.2f} GB, technique {ours['technique']})")
+    print(f"ffmpeg concat -c copy:      {ff_s:.2f} s   ours/ffmpeg = {ours['seconds'] / ff_s:.2f}x"
+          " (target <= 1.0x)")
+    print(f"cat of the segments:        {cat_s:.2f} s   ours/cat = {ours['seconds'] / cat_s:.2f}x"
+          " (target <= 1.5x)")
+    print(f"exact mid-GOP cut:          {cut['seconds']:.2f} s   cut/copy = "
+          f"{cut['seconds'] / ours['seconds']:.2f}x (target <= 1.2x; technique {cut['technique']}, "
+          f"{cut['reencoded_frames']} frames re-encoded)")
+    print(f"peak RSS: 1 min export {minute['rss_mb']:.0f} MB, {args.minutes} min export "
+          f"{ours['rss_mb']:.0f} MB (target <= 200 MB for 60 min)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
