@@ -22,6 +22,15 @@ def _isolated_data_dir(tmp_path, settings):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    """Tests run without collectstatic, so no hashed-name manifest exists."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture
 def archive_dir(tmp_path):
     path = tmp_path / "archive"

@@ -61,7 +61,7 @@ def test_launcher_serves_admin_and_stops_everything_it_started(tmp_path):
     )
     try:
         redis_line, _ = read_until(launcher, r"embedded Redis \(pid (\d+)\)", 120)
-        read_until(launcher, r"psimexport is running at http://127\.0\.0\.1:%d/" % port, 120)
+        read_until(launcher, rf"psimexport is running at http://127\.0\.0\.1:{port}/", 120)
         started = [p.pid for p in psutil.Process(launcher.pid).children(recursive=True)]
         started.append(int(redis_line.group(1)))
 
