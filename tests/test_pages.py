@@ -635,3 +635,11 @@ def test_stream_zip_never_holds_more_than_a_chunk(tmp_path):
     with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as archive_zip:
         assert archive_zip.read(big.name) == big.read_bytes()
         assert archive_zip.read(small.name) == b"x" * 10
+
+
+def test_action_urls_are_sub_paths_of_the_detail_url():
+    # _task_row.html builds them from the detail URL to save a reverse() per action per row.
+    task_id = uuid.uuid4()
+    detail = reverse("task-detail", args=[task_id])
+    for action in ("download", "cancel", "retry", "delete"):
+        assert reverse(f"task-{action}", args=[task_id]) == f"{detail}{action}/"
