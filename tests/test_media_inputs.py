@@ -134,14 +134,13 @@ def test_cancel_mid_way_stops_and_leaves_no_file(tmp_path):
     polls = []
 
     def cancelled():
-        # Probing polls once per segment and writing once per segment: the fifth poll
-        # comes after the first segment is already in the temporary file.
+        # Cancel as soon as the temporary file holds something: mid-way through the export.
         polls.append(1)
-        return len(polls) >= 5
+        return any(out_dir.iterdir())
 
     with pytest.raises(ExportCancelled):
         export(segments, START, END, "mp4", out_dir / "x.mp4", cancelled=cancelled)
-    assert len(polls) == 5
+    assert len(polls) >= 2
     assert list(out_dir.iterdir()) == []
 
 

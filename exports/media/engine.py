@@ -237,6 +237,7 @@ class _Export:
             try:
                 # B-frame detection needs probing; only asf output cares about it.
                 probe = _probe(segment, quick=self.fmt not in compat.NO_REORDER)
+                self.tick(self.start)
             except (av.error.FFmpegError, OSError) as error:
                 self.result.skipped.append(f"{segment.path.name}: unreadable ({error})")
                 continue
@@ -389,7 +390,11 @@ class _Export:
         ctx.pix_fmt = "yuv420p" if template.pix_fmt in (None, "yuvj420p") else template.pix_fmt
         ctx.time_base = Fraction(1, 90000)
         ctx.framerate = self.rate
-        params = f"bframes=0:scenecut=0:keyint=1000:sps-id={self.encoder_sps_id}"
+        # No lookahead and two threads: a partial GOP is short, and memory stays small.
+        params = (
+            f"bframes=0:scenecut=0:keyint=1000:sps-id={self.encoder_sps_id}"
+            ":rc-lookahead=0:mbtree=0:sync-lookahead=0:threads=2"
+        )
         level = getattr(template, "level", None) or 0
         if level > 0:
             params += f":level={level / 10:.1f}"
@@ -488,6 +493,7 @@ class _SegmentReader:
         if job.audio_mode is None:
             self.in_a = None
         self.vtb = self.in_v.time_base
+        self.in_v.codec_context.thread_type = "AUTO"  # for the GOPs we decode
         rate = self.in_v.average_rate or self.in_v.guessed_rate or job.rate
         self.frame_ticks = max(1, round(1 / (Fraction(rate) * self.vtb)))
         self.wrap = container.format.name == "mpegts"
