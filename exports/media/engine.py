@@ -227,6 +227,7 @@ class _Export:
         self.reorder_delay = None  # B-frame delay of the copied video, in 1/90000 s
         self.audio_next_pts = 0  # audio never starts before the video (no negative times)
         self.audio_adts = False
+        self.last_video_dts = -math.inf  # seconds, of the last copied video packet
 
     # -- plan and open output --
 
@@ -493,6 +494,7 @@ class _SegmentReader:
         if job.audio_mode is None:
             self.in_a = None
         self.vtb = self.in_v.time_base
+        self.vtb_f = float(self.vtb)
         self.in_v.codec_context.thread_type = "AUTO"  # for the GOPs we decode
         rate = self.in_v.average_rate or self.in_v.guessed_rate or job.rate
         self.frame_ticks = max(1, round(1 / (Fraction(rate) * self.vtb)))
@@ -506,6 +508,7 @@ class _SegmentReader:
         self.kept_frames = 0
         self.pending_audio = []
         self.audio_offset = None  # self.offset in audio ticks
+        self.leading_dropped = 0
         self.bsf = None
         self.audio_bsf = None
         if self.in_a is not None and job.audio_adts:
@@ -570,6 +573,10 @@ class _SegmentReader:
                         self.job.reorder_delay = max(0, round(delay))
                     self.s_ticks = self._ticks_at(self.job.start, math.floor)
                     self.e_ticks = self._ticks_at(self.job.end, math.ceil)
+                if not gop and not packet.is_keyframe:
+                    # Frames before the file's first keyframe cannot be decoded: leave them.
+                    self.leading_dropped += 1
+                    continue
                 if packet.is_keyframe and gop:
                     state = self._flush_gop(gop, next_key=packet.pts)
                     gop = []
@@ -584,6 +591,11 @@ class _SegmentReader:
             state = self._flush_gop(gop, next_key=None)
         self._flush_encoder()
         self._release_audio(final=True)
+        if self.leading_dropped:
+            self.job.result.skipped.append(
+                f"{self.segment.path.name}: {self.leading_dropped} frames before its first"
+                " keyframe are not decodable and were left out"
+            )
         if self.kept_frames:
             frame_s = float(self.frame_ticks * self.vtb)
             self.job.note_segment_frames(
@@ -649,6 +661,13 @@ class _SegmentReader:
             packet.pts += offset
             if packet.dts is not None:
                 packet.dts += offset
+                dts_s = packet.dts * self.vtb_f
+                if dts_s <= job.last_video_dts:
+                    # A recorder's timestamps went backwards: drop rather than fail the muxer.
+                    job.result.frames -= 1
+                    self.kept_frames -= 1
+                    continue
+                job.last_video_dts = dts_s
             if self.bsf is not None:
                 for filtered in self.bsf.filter(packet):
                     filtered.stream = out
