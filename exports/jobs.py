@@ -229,13 +229,25 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> None:
         details=_jsonable(details),
         finished_at=now,
         expires_at=now + retention if keep_in_exports else None,
-        error_message="",
+        error_message=_skipped_warning(result),
     )
     if not finished:  # cancelled or deleted at the last moment
         _discard(out_path, keep_in_exports)
         return
     task.refresh_from_db()
     _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest, technique=task.technique)
+
+
+def _skipped_warning(result) -> str:
+    """A ready file that lacks recorded segments says so (in ErrorMessage, as a warning):
+    the recorder may have deleted them while the export ran."""
+    skipped = list(getattr(result, "skipped", []) or [])
+    if not skipped:
+        return ""
+    return (
+        f"exported without {len(skipped)} recorded segment(s) that could not be read "
+        f"(deleted while exporting?): {'; '.join(skipped)}"
+    )[:2000]
 
 
 def _fail(task, out_path, keep_in_exports, message) -> None:

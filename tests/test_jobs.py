@@ -331,3 +331,27 @@ def test_a_cancelled_task_can_be_retried_from_zero(
     assert task.state == "ReadyForDownload"
     retry = AuditEvent.objects.get(task_id=task.id, action="retry")
     assert (retry.username, retry.remote_addr) == ("alice", "10.0.0.1")
+
+
+def test_a_segment_deleted_before_the_job_runs_is_reported_with_the_file(
+    alice, exports_queue, django_capture_on_commit_callbacks, tmp_path
+):
+    import shutil
+
+    from exports.archive import index_camera
+
+    camera = api_support.Camera.objects.get(camera_id="1")
+    copy = tmp_path / "copy"
+    shutil.copytree(camera.archive_path, copy)
+    camera.archive_path = str(copy)
+    camera.save()
+    index_camera(camera)
+    task = create(alice, django_capture_on_commit_callbacks)
+    gone = sorted(copy.rglob("1/*.mp4"))[1]
+    gone.unlink()  # the recorder's retention removes one
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert task.state == "ReadyForDownload"  # the rest of the range is exported
+    status = alice.status(task.id).json()
+    assert "could not be read" in status["ErrorMessage"] and gone.name in status["ErrorMessage"]
+    assert task.gaps == [{"From": "2026-11-20T10:00:02.000Z", "To": "2026-11-20T10:00:04.000Z"}]
