@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
+import numpy as np  # noqa: E402
 
 from exports.media import SourceSegment, export, synth  # noqa: E402
 
@@ -144,6 +145,9 @@ def main() -> None:
     cut = run_child(segments, cut_start, cut_end, "mp4", work / "cut.mp4")
     minute = run_child(segments, cut_start, cut_start + timedelta(minutes=1), "mp4",
                        work / "minute.mp4")
+    sync = sync_at_end(work / "copy.mp4")
+    hour_avi = run_child(segments, T0, end, "avi", work / "copy.avi")
+    avi_frames, avi_duration = count_video(work / "copy.avi")
     print(f"ffmpeg: {version.splitlines()[0]}")
     print(f"stream copy {args.minutes} min -> mp4: {ours['seconds']:.2f} s "
           f"({ours['frames']} frames, {ours['bytes'] / 1e9:.2f} GB, technique {ours['technique']})")
@@ -156,7 +160,43 @@ def main() -> None:
           f"{cut['reencoded_frames']} frames re-encoded)")
     print(f"peak RSS: 1 min export {minute['rss_mb']:.0f} MB, {args.minutes} min export "
           f"{ours['rss_mb']:.0f} MB (target <= 200 MB for 60 min)")
+    print(f"A/V sync in the last 10 s of the {args.minutes} min mp4: beep minus frame "
+          f"showing its second = {', '.join(f'{o * 1000:+.0f} ms' for o in sync)}")
+    print(f"avi of {args.minutes} min: {hour_avi['seconds']:.2f} s, "
+          f"{hour_avi['bytes'] / 1e9:.2f} GB, read back {avi_frames} frames, "
+          f"{avi_duration:.1f} s (OpenDML above 1 GB)")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def sync_at_end(path: Path) -> list[float]:
+    """Beep onset minus the time of the frame showing that whole second, near the end."""
+    with av.open(str(path)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        total = float(container.duration / 1e6)
+        container.seek(int((total - 12) / video.time_base), stream=video)
+        frames, samples, audio_start = {}, [], None
+        for packet in container.demux(video, audio):
+            for frame in packet.decode():
+                t = float(frame.pts * frame.time_base)
+                if t < total - 10:
+                    continue
+                if packet.stream is video:
+                    wall = synth.frame_wall_time(frame.to_ndarray(format="gray"))
+                    if wall.microsecond == 0:
+                        frames[wall] = t
+                else:
+                    if audio_start is None:
+                        audio_start = t
+                    samples.append(frame.to_ndarray()[0])
+    rate = audio.codec_context.sample_rate
+    onsets = [audio_start + o for o in synth.beep_onsets(np.concatenate(samples), rate)]
+    return [min((o - t for t in frames.values()), key=abs) for o in onsets]
+
+
+def count_video(path: Path) -> tuple[int, float]:
+    with av.open(str(path)) as container:
+        frames = sum(1 for p in container.demux(video=0) if p.size)
+        return frames, container.duration / 1e6
 
 
 if __name__ == "__main__":

@@ -40,7 +40,12 @@ def decode_with_pyav(path: Path) -> Decoded:
             walls.append(synth.frame_wall_time(frame.to_ndarray(format="gray")))
         duration = container.duration / 1e6 if container.duration else None
         format_name = container.format.name
-        if format_name in ("avi", "asf"):
+        if format_name == "avi":
+            # AVI has no timestamps: frame i is shown at i / rate. (FFmpeg's avi demuxer stamps
+            # H.264 frames one frame late, also in files FFmpeg writes itself.)
+            rate = vstream.average_rate or vstream.guessed_rate
+            times = [float(i / rate) for i in range(len(times))]
+        elif format_name == "asf":
             # AVI stores no presentation times and FFmpeg's asf muxer stores decode times: frames
             # come out stamped with decode-order times, which a player shows in output order,
             # so compare them as a set.

@@ -76,7 +76,9 @@ def check_export(decoded, first, last, result, fmt, gaps=(), audio=True, audio_f
         offsets = beep_offsets(decoded)
         whole_seconds = sum(1 for w in decoded.walls if w.microsecond == 0)
         assert len(offsets) >= whole_seconds - 1
-        assert all(abs(o) <= audio_frame_s for o in offsets), offsets
+        # Within one audio frame, plus half of one for beeps right at a join, where the first
+        # copied AAC frame decodes without its predecessor's overlap and its onset blurs.
+        assert all(abs(o) <= 1.5 * audio_frame_s for o in offsets), offsets
 
 
 @pytest.mark.parametrize("bframes", [0, 2])
@@ -128,3 +130,15 @@ def test_gap_in_recording_is_listed_and_not_filled(tmp_path, fmt):
     # Back to back: 13 frames (2.48 .. 2.96) before the gap and 38 (6.00 .. 7.48) after it.
     assert result.frames == 51
     assert result.to_dict()["gaps"] == [[gap[0].isoformat(), gap[1].isoformat()]]
+
+
+@pytest.mark.parametrize("fmt", ["avi", "mp4", "flv"])
+def test_joins_keep_audio_timestamps_increasing_in_coarse_muxer_units(tmp_path, fmt):
+    # AVI counts 48 kHz AAC in whole frames (1024/48000 s): rebased joins must not collide.
+    spec = synth.SegmentSpec(width=160, height=120, sample_rate=48000)
+    segments = make_archive(tmp_path / "arch", spec, count=4)
+    out = tmp_path / f"out.{fmt}"
+    result = export(segments, T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=11.5), fmt, out)
+    decoded = decode_with_pyav(out)
+    check_export(decoded, T0 + timedelta(seconds=0.48), T0 + timedelta(seconds=11.48), result,
+                 fmt, audio_frame_s=1024 / 48000)

@@ -226,6 +226,7 @@ class _Export:
         self.audio_sink = None
         self.reorder_delay = None  # B-frame delay of the copied video, in 1/90000 s
         self.audio_next_pts = 0  # audio never starts before the video (no negative times)
+        self.audio_tb = None  # time base of audio_next_pts: the first copied audio stream's
         self.audio_adts = False
         self.last_video_dts = -math.inf  # seconds, of the last copied video packet
 
@@ -366,6 +367,9 @@ class _Export:
                 self.audio_out.codec_context.layout = layout
                 self.audio_out.codec_context.bit_rate = 48000 * (1 if layout == "mono" else 2)
                 self.audio_sink = _AudioTranscoder(self.out, self.audio_out, rate, layout)
+        # Write the header now: the muxer fixes each stream's time base, which audio copying
+        # needs to know.
+        self.out.start_encoding()
 
     # -- per segment --
 
@@ -508,6 +512,11 @@ class _SegmentReader:
         self.kept_frames = 0
         self.pending_audio = []
         self.audio_offset = None  # self.offset in audio ticks
+        self.audio_frame_size = 0
+        if self.in_a is not None and self.in_a.codec_context.name == "aac":
+            frame = self.in_a.codec_context.frame_size or 1024
+            self.audio_frame_size = round(frame / self.in_a.codec_context.sample_rate
+                                          / self.in_a.time_base)
         self.leading_dropped = 0
         self.bsf = None
         self.audio_bsf = None
@@ -550,43 +559,49 @@ class _SegmentReader:
         streams = [self.in_v] + ([self.in_a] if self.in_a is not None else [])
         gop = []
         state = None
-        try:
-            for packet in self.container.demux(streams):
-                if packet.pts is None or packet.size == 0:
-                    continue
-                if self.wrap:
-                    packet = self._unwrapped(packet)
-                if packet.stream is self.in_a:
-                    self.pending_audio.append(packet)
-                    if state == "done" and self._audio_past_end(packet):
-                        break
-                    continue
+        packets = self.container.demux(streams)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as error:
+                # Only reading is forgiven: a damaged or half-written file ends here.
+                self.job.result.skipped.append(
+                    f"{self.segment.path.name}: truncated, read up to the damage ({error})"
+                )
+                break
+            if packet.pts is None or packet.size == 0:
+                continue
+            if self.wrap:
+                packet = self._unwrapped(packet)
+            if packet.stream is self.in_a:
+                self.pending_audio.append(packet)
+                if state == "done" and self._audio_past_end(packet):
+                    break
+                continue
+            if state == "done":
+                # Past the range: read on only for audio interleaved after the last GOP.
+                if self.in_a is None or packet.pts > self.e_ticks + 2 * self.frame_ticks * 25:
+                    break
+                continue
+            if self.v0 is None:
+                self.v0 = packet.pts
+                if packet.dts is not None and self.job.reorder_delay is None:
+                    delay = (packet.pts - packet.dts) * self.vtb * 90000
+                    self.job.reorder_delay = max(0, round(delay))
+                self.s_ticks = self._ticks_at(self.job.start, math.floor)
+                self.e_ticks = self._ticks_at(self.job.end, math.ceil)
+            if not gop and not packet.is_keyframe:
+                # Frames before the file's first keyframe cannot be decoded: leave them.
+                self.leading_dropped += 1
+                continue
+            if packet.is_keyframe and gop:
+                state = self._flush_gop(gop, next_key=packet.pts)
+                gop = []
                 if state == "done":
-                    # Past the range: read on only for audio interleaved after the last GOP.
-                    if self.in_a is None or packet.pts > self.e_ticks + 2 * self.frame_ticks * 25:
-                        break
                     continue
-                if self.v0 is None:
-                    self.v0 = packet.pts
-                    if packet.dts is not None and self.job.reorder_delay is None:
-                        delay = (packet.pts - packet.dts) * self.vtb * 90000
-                        self.job.reorder_delay = max(0, round(delay))
-                    self.s_ticks = self._ticks_at(self.job.start, math.floor)
-                    self.e_ticks = self._ticks_at(self.job.end, math.ceil)
-                if not gop and not packet.is_keyframe:
-                    # Frames before the file's first keyframe cannot be decoded: leave them.
-                    self.leading_dropped += 1
-                    continue
-                if packet.is_keyframe and gop:
-                    state = self._flush_gop(gop, next_key=packet.pts)
-                    gop = []
-                    if state == "done":
-                        continue
-                gop.append(packet)
-        except av.error.FFmpegError as error:
-            self.job.result.skipped.append(
-                f"{self.segment.path.name}: truncated, read up to the damage ({error})"
-            )
+            gop.append(packet)
         if state != "done" and gop:
             state = self._flush_gop(gop, next_key=None)
         self._flush_encoder()
@@ -779,18 +794,40 @@ class _SegmentReader:
         self.pending_audio = remaining
 
     def _copy_audio(self, packet):
+        """Rebase an audio packet, keep the audio contiguous across joins, and mux it.
+
+        Contiguity is kept in exact source ticks and only then converted to the muxer's time
+        base, so coarse muxer units (AVI counts whole AAC frames, FLV/MKV milliseconds) neither
+        collide nor drift.
+        """
         job = self.job
+        out_tb = job.audio_out.time_base
         if self.audio_offset is None:
+            if job.audio_tb is None:
+                job.audio_tb = self.in_a.time_base
             self.audio_offset = round(self.offset * self.vtb / self.in_a.time_base)
-        pts = packet.pts + self.audio_offset
+            to_job = self.in_a.time_base / job.audio_tb
+            to_out = job.audio_tb / out_tb
+            self.audio_scale = (to_job.numerator, to_job.denominator,
+                                to_out.numerator, to_out.denominator)
+        jn, jd, on, od = self.audio_scale
+        pts = (packet.pts + self.audio_offset) * jn // jd
+        # A segment's last AAC frame may be marked short, yet decodes to a whole frame: count
+        # what players will play, or the audio runs ahead a little at every join.
+        duration = max(packet.duration or 0, self.audio_frame_size) * jn // jd
         floor = job.audio_next_pts
-        duration = packet.duration or 0
-        if floor is not None and pts < floor:
-            if floor - pts > duration / 2:
-                return  # overlaps audio already written from the previous segment
+        if pts < floor - duration / 2:
+            return  # overlaps audio already written from the previous segment
+        if pts <= floor + duration / 2:
+            # Players count samples: stay contiguous, off by under half a frame, which the
+            # next join corrects rather than accumulates.
             pts = floor
-        packet.pts = packet.dts = pts
         job.audio_next_pts = pts + duration
+        out_pts = (2 * pts * on + od) // (2 * od)
+        out_end = (2 * (pts + duration) * on + od) // (2 * od)
+        packet.time_base = out_tb
+        packet.pts = packet.dts = out_pts
+        packet.duration = max(1, out_end - out_pts)
         if self.audio_bsf is not None:
             for filtered in self.audio_bsf.filter(packet):
                 filtered.stream = job.audio_out
