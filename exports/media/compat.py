@@ -20,10 +20,10 @@ NO_REORDER = {
     "asf": "FFmpeg's asf keeps only decode times, so B-frames would play out of sync",
 }
 
-# (codec, container) -> why it is NOT copied; pairs absent from COPY are transcoded.
+# codec -> containers it is stream-copied into; other pairs are transcoded (see REASONS).
 COPY = {
     "h264": {"mp4", "mov", "mkv", "avi", "asf", "flv"},
-    "hevc": set(),  # see VIDEO_REASONS: a frame-exact HEVC cut needs re-encoding
+    "hevc": set(),  # a frame-exact HEVC cut needs re-encoding: see copy_refusal()
     "mjpeg": {"mp4", "mov", "mkv", "avi", "asf"},
     "aac": {"mp4", "mov", "mkv", "flv", "avi", "asf"},
     "pcm_s16le": {"mov", "mkv", "avi", "asf"},
@@ -36,6 +36,7 @@ COPY = {
 INTRA_ONLY = frozenset({"mjpeg"})
 SMART_CUT = frozenset({"h264"})
 
+# (codec, container) -> why it is transcoded, as reported to the user.
 REASONS = {
     ("hevc", "flv"): "flv does not carry hevc (enhanced FLV is rejected by many players)",
     ("mjpeg", "flv"): "flv does not carry mjpeg",
