@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from exports.media import ExportCancelled, NoRecordingError, SourceSegment, export, synth
-from tests.media_helpers import decode_with_pyav
-from tests.test_media_export import SEGMENT_S, T0, check_export, make_archive
+from tests.media_helpers import decode_with_pyav, frame_steps_ok
+from tests.test_media_export import FRAME, SEGMENT_S, T0, check_export, make_archive
 
 START = T0 + timedelta(seconds=1.23)
 END = T0 + timedelta(seconds=7.61)
@@ -159,3 +159,30 @@ def test_resolution_change_between_segments_is_transcoded(tmp_path):
     assert "resolution" in result.transcoded[0]
     decoded = decode_with_pyav(tmp_path / "o.mp4")
     check_export(decoded, FIRST, LAST, result, "mp4")
+
+
+def test_segment_starting_between_keyframes_exports_from_its_first_keyframe(tmp_path):
+    import av
+
+    segments = make_archive(tmp_path / "arch", synth.SegmentSpec(**SMALL), count=2)
+    # Rewrite the second segment without its first 10 frames, as a recorder that starts a
+    # file mid-GOP would: those frames cannot be decoded and must be left out, not garbled.
+    source = segments[1].path
+    cut = source.with_name("cut.mp4")
+    with av.open(str(source)) as src, av.open(str(cut), "w", format="mp4") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for index, packet in enumerate(p for p in src.demux(src.streams.video[0]) if p.size):
+            if index >= 10:
+                packet.stream = out
+                dst.mux(packet)
+    start = segments[1].start + 10 * FRAME
+    segments[1] = SourceSegment(cut, start, segments[1].end)
+    out_path = tmp_path / "out.mkv"
+    result = export(segments, START, T0 + timedelta(seconds=5.5), "mkv", out_path)
+    decoded = decode_with_pyav(out_path)
+    assert "cut.mp4: 15 frames before its first keyframe" in result.skipped[0]
+    # Frames 3.00 .. 3.96 of the second segment are gone; it resumes at its keyframe (4 s).
+    gap = (T0 + timedelta(seconds=3), T0 + timedelta(seconds=4))
+    assert result.gaps == [gap]
+    assert decoded.walls[0] == FIRST and decoded.walls[-1] == T0 + timedelta(seconds=5.48)
+    assert frame_steps_ok(decoded.walls, FRAME, [gap]) == []
