@@ -1,14 +1,16 @@
 """Latency of the PSIM API under a fixed request rate, against gunicorn as `make run` serves it.
 
     .venv/bin/python bench/api_bench.py [--rate 200] [--seconds 30] [--redis-url URL]
+                                        [--database-url URL]
 
-Sets up a throw-away data dir (SQLite, a 3-segment synthetic archive, a user with a token and a
-password), starts gunicorn (gthread, 2 workers x 8 threads) on a free port, and sends an open
-loop of requests at a fixed rate: latency is measured from when each request was *due*, so a
-stall shows up in the figures instead of slowing the sender down. Scenarios: create with Token
-auth, status with Token auth, status with Basic auth, each after 2 s of unmeasured warm-up. Prints throughput,
-p50/p99/max, errors and gunicorn's CPU time per request for each scenario. The Redis database given (default: db 12 on the local Redis) is flushed
-before and after, since every create queues a job that no worker runs here.
+Sets up a throw-away data dir (SQLite unless --database-url, a 3-segment synthetic archive, a
+user with a token and a password), starts gunicorn (gthread, 2 workers x 8 threads) on a free
+port, and sends an open loop of requests at a fixed rate: latency is measured from when each
+request was *due*, so a stall shows up in the figures instead of slowing the sender down.
+Scenarios: create with Token auth, status with Token auth, status with Basic auth, each after
+2 s of unmeasured warm-up. Prints throughput, p50/p99/max, errors and gunicorn's CPU time per
+request. The Redis database given (default: db 12 on the local Redis) is flushed before and
+after, since every create queues a job that no worker runs here.
 """
 
 import argparse
