@@ -23,7 +23,7 @@ NO_REORDER = {
 # codec -> containers it is stream-copied into; other pairs are transcoded (see REASONS).
 COPY = {
     "h264": {"mp4", "mov", "mkv", "avi", "asf", "flv"},
-    "hevc": set(),  # a frame-exact HEVC cut needs re-encoding: see copy_refusal()
+    "hevc": {"mp4", "mov", "mkv"},
     "mjpeg": {"mp4", "mov", "mkv", "avi", "asf"},
     "aac": {"mp4", "mov", "mkv", "flv", "avi", "asf"},
     "pcm_s16le": {"mov", "mkv", "avi", "asf"},
@@ -32,13 +32,15 @@ COPY = {
 }
 
 # Codecs whose exact cut needs no re-encoding (every frame is a keyframe) or that the engine
-# can smart-cut (re-encode only the partial GOP at each end).
+# can smart-cut (re-encode only the partial GOP at each end, with libx264 / libx265).
 INTRA_ONLY = frozenset({"mjpeg"})
-SMART_CUT = frozenset({"h264"})
+SMART_CUT = frozenset({"h264", "hevc"})
 
 # (codec, container) -> why it is transcoded, as reported to the user.
 REASONS = {
     ("hevc", "flv"): "flv does not carry hevc (enhanced FLV is rejected by many players)",
+    ("hevc", "avi"): "FFmpeg's avi muxer does not carry hevc",
+    ("hevc", "asf"): "FFmpeg's asf muxer does not carry hevc",
     ("mjpeg", "flv"): "flv does not carry mjpeg",
     ("pcm_s16le", "mp4"): "GStreamer does not play PCM from mp4, and browsers want AAC",
     ("pcm_mulaw", "mp4"): "mp4 gets AAC so browsers play it",
@@ -61,8 +63,4 @@ def can_copy(codec: str, fmt: str) -> bool:
 
 def copy_refusal(codec: str, fmt: str) -> str:
     """A short reason why `codec` is transcoded for `fmt`."""
-    if codec == "hevc":
-        return REASONS.get(
-            (codec, fmt), "a frame-exact cut of hevc needs re-encoding (smart cut is h264-only)"
-        )
     return REASONS.get((codec, fmt), f"{fmt} does not carry {codec}")

@@ -318,22 +318,30 @@ class _Export:
             self.video_out = self.out.add_stream_from_template(in_v)
             # AVI counts frames: its time base is one frame.
             self.video_out.time_base = 1 / self.rate if self.fmt == "avi" else in_v.time_base
+            nal_codec = self.video_codec in compat.SMART_CUT
             self.annexb = (
-                self.video_codec == "h264"
+                nal_codec
                 and self.fmt in compat.NEEDS_ANNEXB
                 and h264.is_avcc(in_v.codec_context.extradata)
             )
             self.out_extradata = in_v.codec_context.extradata
             if self.annexb:
                 # The filter rewrites the output stream's extradata to Annex B.
-                av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_v, self.video_out)
-            elif self.video_codec == "h264" and self.fmt in compat.NEEDS_ANNEXB:
+                av.bitstream.BitStreamFilterContext(
+                    f"{self.video_codec}_mp4toannexb", in_v, self.video_out
+                )
+            elif nal_codec and self.fmt in compat.NEEDS_ANNEXB:
                 # GStreamer's riff/asf parsing recognises Annex B extradata only with 4-byte
                 # start codes; MPEG-TS/AVI sources may carry 3-byte ones.
                 self.video_out.codec_context.extradata = h264.with_start_codes(
-                    h264.parameter_sets(in_v.codec_context.extradata)
+                    h264.parameter_sets(in_v.codec_context.extradata, self.video_codec)
                 )
+            if self.video_codec == "hevc" and self.fmt in ("mp4", "mov"):
+                self.video_out.codec_tag = "hvc1"  # what Apple players require
             self.out_is_avcc = h264.is_avcc(self.video_out.codec_context.extradata)
+            self.out_length_size = (
+                h264.length_size(self.out_extradata, self.video_codec) if self.out_is_avcc else 0
+            )
             self.encoder_template = in_v.codec_context
         else:
             ctx = in_v.codec_context
@@ -388,7 +396,13 @@ class _Export:
     # -- encoding --
 
     def new_encoder(self, template, width, height):
-        """A libx264 encoder for a smart-cut run, with its own SPS/PPS id and no B-frames."""
+        """An encoder for a smart-cut run: no B-frames, parameter sets in band.
+
+        H.264 runs get their own SPS/PPS id, so the copied stream's stay valid. x265 cannot
+        choose ids, so after an HEVC run the copied stream's parameter sets are sent again.
+        """
+        if self.video_codec == "hevc":
+            return self._new_hevc_encoder(template, width, height)
         self.encoder_sps_id = self.encoder_sps_id % 31 + 1
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height = width, height
@@ -408,6 +422,20 @@ class _Export:
             "crf": "18",
             "profile": h264.x264_profile(template.profile),
             "x264-params": params,
+        }
+        return ctx
+
+    def _new_hevc_encoder(self, template, width, height):
+        ctx = av.CodecContext.create("libx265", "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p" if template.pix_fmt in (None, "yuvj420p") else template.pix_fmt
+        ctx.time_base = Fraction(1, 90000)
+        ctx.framerate = self.rate
+        ctx.options = {
+            "preset": "veryfast",
+            "crf": "20",
+            "x265-params": "bframes=0:scenecut=0:keyint=1000:rc-lookahead=0:log-level=error"
+            ":repeat-headers=1",
         }
         return ctx
 
@@ -524,11 +552,13 @@ class _SegmentReader:
             self.audio_bsf = av.bitstream.BitStreamFilterContext("aac_adtstoasc", self.in_a)
         self.inject_parameter_sets = False
         if job.video_mode == "copy" and job.annexb:
-            self.bsf = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", self.in_v)
-        elif job.video_mode == "copy" and job.video_codec == "h264":
+            self.bsf = av.bitstream.BitStreamFilterContext(
+                f"{job.video_codec}_mp4toannexb", self.in_v
+            )
+        elif job.video_mode == "copy" and job.video_codec in compat.SMART_CUT:
             extradata = self.in_v.codec_context.extradata
             self.inject_parameter_sets = extradata != job.out_extradata
-            self.length_size = h264.nal_length_size(job.out_extradata) if job.out_is_avcc else 0
+            self.length_size = job.out_length_size
             self.extradata = extradata
 
     # -- timing --
@@ -693,7 +723,7 @@ class _SegmentReader:
 
     def _with_parameter_sets(self, packet):
         """Prefix a keyframe with this segment's SPS/PPS when they differ from the output's."""
-        nals = h264.parameter_sets(self.extradata)
+        nals = h264.parameter_sets(self.extradata, self.job.video_codec)
         if self.length_size:
             prefix = b"".join(len(n).to_bytes(self.length_size, "big") + n for n in nals)
         else:
@@ -746,12 +776,15 @@ class _SegmentReader:
         for packet in job.encoder.encode(None):
             self._mux_encoded(packet)
         job.encoder = None
+        if job.video_codec == "hevc" and self.bsf is None:
+            # The run replaced the decoder's parameter sets (same ids): send the copy's again.
+            self.inject_parameter_sets = True
 
     def _mux_encoded(self, packet):
         job = self.job
         data = bytes(packet)
         if job.out_is_avcc:
-            data = h264.annexb_to_avcc(data, h264.nal_length_size(job.out_extradata))
+            data = h264.annexb_to_avcc(data, job.out_length_size)
         fresh = av.Packet(data)
         fresh.pts = packet.pts
         fresh.dts = packet.pts - (job.reorder_delay or 0)

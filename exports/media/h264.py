@@ -1,4 +1,4 @@
-"""Small H.264 bitstream helpers for splicing re-encoded frames into a copied stream."""
+"""Small H.264/HEVC bitstream helpers for splicing re-encoded frames into a copied stream."""
 
 from __future__ import annotations
 
@@ -55,11 +55,29 @@ def avcc_parameter_sets(extradata: bytes) -> list[bytes]:
     return nals
 
 
-def parameter_sets(extradata: bytes) -> list[bytes]:
-    """SPS/PPS NAL units from extradata in either avcC or Annex B form."""
+def hvcc_parameter_sets(extradata: bytes) -> list[bytes]:
+    """The VPS, SPS, PPS (and SEI) NAL units stored in an hvcC record."""
+    nals, pos = [], 23
+    for _ in range(extradata[22]):
+        count = int.from_bytes(extradata[pos + 1 : pos + 3], "big")
+        pos += 3
+        for _ in range(count):
+            size = int.from_bytes(extradata[pos : pos + 2], "big")
+            nals.append(extradata[pos + 2 : pos + 2 + size])
+            pos += 2 + size
+    return nals
+
+
+def parameter_sets(extradata: bytes, codec: str = "h264") -> list[bytes]:
+    """Parameter set NAL units from extradata in avcC/hvcC or Annex B form."""
     if is_avcc(extradata):
-        return avcc_parameter_sets(extradata)
+        return hvcc_parameter_sets(extradata) if codec == "hevc" else avcc_parameter_sets(extradata)
     return split_annexb(extradata or b"")
+
+
+def length_size(extradata: bytes, codec: str = "h264") -> int:
+    """Bytes in each NAL length prefix of an avcC or hvcC stream."""
+    return (extradata[21] & 3) + 1 if codec == "hevc" else nal_length_size(extradata)
 
 
 def with_start_codes(nals: list[bytes]) -> bytes:
