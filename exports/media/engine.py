@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from . import compat, h264
+from . import compat, nal
 
 FORMATS = compat.FORMATS
 TS_WRAP = 1 << 33
@@ -322,7 +322,7 @@ class _Export:
             self.annexb = (
                 nal_codec
                 and self.fmt in compat.NEEDS_ANNEXB
-                and h264.is_avcc(in_v.codec_context.extradata)
+                and nal.is_avcc(in_v.codec_context.extradata)
             )
             self.out_extradata = in_v.codec_context.extradata
             if self.annexb:
@@ -333,14 +333,14 @@ class _Export:
             elif nal_codec and self.fmt in compat.NEEDS_ANNEXB:
                 # GStreamer's riff/asf parsing recognises Annex B extradata only with 4-byte
                 # start codes; MPEG-TS/AVI sources may carry 3-byte ones.
-                self.video_out.codec_context.extradata = h264.with_start_codes(
-                    h264.parameter_sets(in_v.codec_context.extradata, self.video_codec)
+                self.video_out.codec_context.extradata = nal.with_start_codes(
+                    nal.parameter_sets(in_v.codec_context.extradata, self.video_codec)
                 )
             if self.video_codec == "hevc" and self.fmt in ("mp4", "mov"):
                 self.video_out.codec_tag = "hvc1"  # what Apple players require
-            self.out_is_avcc = h264.is_avcc(self.video_out.codec_context.extradata)
+            self.out_is_avcc = nal.is_avcc(self.video_out.codec_context.extradata)
             self.out_length_size = (
-                h264.length_size(self.out_extradata, self.video_codec) if self.out_is_avcc else 0
+                nal.length_size(self.out_extradata, self.video_codec) if self.out_is_avcc else 0
             )
             self.encoder_template = in_v.codec_context
         else:
@@ -420,7 +420,7 @@ class _Export:
         ctx.options = {
             "preset": "veryfast",
             "crf": "18",
-            "profile": h264.x264_profile(template.profile),
+            "profile": nal.x264_profile(template.profile),
             "x264-params": params,
         }
         return ctx
@@ -723,7 +723,7 @@ class _SegmentReader:
 
     def _with_parameter_sets(self, packet):
         """Prefix a keyframe with this segment's SPS/PPS when they differ from the output's."""
-        nals = h264.parameter_sets(self.extradata, self.job.video_codec)
+        nals = nal.parameter_sets(self.extradata, self.job.video_codec)
         if self.length_size:
             prefix = b"".join(len(n).to_bytes(self.length_size, "big") + n for n in nals)
         else:
@@ -784,7 +784,7 @@ class _SegmentReader:
         job = self.job
         data = bytes(packet)
         if job.out_is_avcc:
-            data = h264.annexb_to_avcc(data, job.out_length_size)
+            data = nal.annexb_to_avcc(data, job.out_length_size)
         fresh = av.Packet(data)
         fresh.pts = packet.pts
         fresh.dts = packet.pts - (job.reorder_delay or 0)
