@@ -319,15 +319,22 @@ def delete_task(task, user=None, remote_addr=None) -> ExportTask:
     return task
 
 
+# A deleted (or expired) export can be made again while the recording still exists.
+RETRYABLE_STATES = (State.FAILED, State.CANCELLED, State.DELETED)
+
+
 def retry_task(task, user=None, remote_addr=None) -> ExportTask:
-    """Run a failed or cancelled task again from 0 %; TaskRefused if it cannot be."""
-    if task.state not in (State.FAILED, State.CANCELLED):
-        raise TaskRefused(f"only a Failed or Cancelled task can be retried, not {task.state}", 409)
+    """Run a failed, cancelled or deleted task again from 0 %; TaskRefused if it cannot be."""
+    if task.state not in RETRYABLE_STATES:
+        raise TaskRefused(
+            f"only a Failed, Cancelled or Deleted task can be retried, not {task.state}", 409
+        )
     check_disk_space()
     remove_task_files(task)
     changed = ExportTask.objects.filter(id=task.id, state=task.state).update(
         state=State.CREATED, percents=0, error_message="", started_at=None, finished_at=None,
         attempts=0, output_path="", size=None, sha256="", technique="", gaps=[], details={},
+        expires_at=None,
     )
     task.refresh_from_db()
     if not changed:

@@ -307,7 +307,6 @@ def _remote_addr(request):
 
 PAGE_SIZE = 50
 MAX_POLLED_IDS = 200
-RETRYABLE_STATES = (ExportTask.State.FAILED, ExportTask.State.CANCELLED)
 
 
 @page
@@ -338,7 +337,7 @@ def task_list(request):
         "query": query.urlencode(),
         "batch": batch,
         "next_url": request.get_full_path(),
-        "retryable": RETRYABLE_STATES,
+        "retryable": tasks.RETRYABLE_STATES,
     }
     return render_page(request, "exports/tasks.html", context, nav="tasks")
 
@@ -391,7 +390,7 @@ def task_progress(request):
         if not task.is_active:
             item["html"] = render_to_string(
                 "exports/_task_row.html",
-                {"task": task, "next_url": next_url, "retryable": RETRYABLE_STATES},
+                {"task": task, "next_url": next_url, "retryable": tasks.RETRYABLE_STATES},
                 request=request,
             )
         result.append(item)
@@ -411,7 +410,7 @@ def task_detail(request, task_id):
         if task.started_at and task.finished_at
         else None,
         "next_url": request.get_full_path(),
-        "retryable": RETRYABLE_STATES,
+        "retryable": tasks.RETRYABLE_STATES,
         "local_start": to_local_input(task.start, user_zone(request.user)),
     }
     return render_page(request, "exports/task_detail.html", context, nav="tasks")

@@ -551,9 +551,14 @@ def test_cancel_delete_and_retry_change_the_task(
     failed.refresh_from_db()
     assert failed.state == State.DELETED
 
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.post(reverse("task-retry", args=[failed.id]))
+    failed.refresh_from_db()
+    assert failed.state == State.CREATED and failed.expires_at is None
+
     ready = make_task(cameras[0], state=State.READY)
     page = alice.post(reverse("task-retry", args=[ready.id]), follow=True)
-    assert "only a Failed or Cancelled task can be retried" in page.content.decode()
+    assert "only a Failed, Cancelled or Deleted task can be retried" in page.content.decode()
 
 
 def test_export_runs_and_downloads_through_the_pages(
