@@ -86,7 +86,6 @@ DATABASES = {"default": dj_database_url.parse(envstr("DATABASE_URL") or _SQLITE_
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server and worker are separate processes: WAL lets readers run beside one writer,
     # IMMEDIATE transactions avoid "database is locked" on lock upgrades.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",

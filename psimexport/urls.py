@@ -8,3 +8,8 @@ urlpatterns = [
     path("", include("exports.api_urls")),
     path("", include("exports.page_urls")),
 ]
+
+# Errors raised before a view runs answer JSON on API paths, Django's pages elsewhere.
+handler400 = "exports.api.handler400"
+handler404 = "exports.api.handler404"
+handler500 = "exports.api.handler500"
