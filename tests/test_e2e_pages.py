@@ -1,8 +1,9 @@
 """The pages in a real browser (Playwright driving Debian's Chromium) against a live server,
 a real Redis and an rq worker thread that runs the exports.
 
-Screenshots of every page go to test-artifacts/; the cameras page, the form and the history
-also to docs/screenshots/ for the README.
+Screenshots of every page go to test-artifacts/. With PSIMEXPORT_UPDATE_SCREENSHOTS=1 the
+cameras page, the form and the history also replace the README's docs/screenshots/ (off by
+default, so a test run leaves the work tree clean).
 """
 
 import logging
@@ -161,7 +162,7 @@ def shot(page, name, docs=False):
     page.evaluate("document.activeElement && document.activeElement.blur()")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    if docs:
+    if docs and os.environ.get("PSIMEXPORT_UPDATE_SCREENSHOTS") == "1":
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS_SHOTS / f"{name}.png"))
 
