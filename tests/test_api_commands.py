@@ -104,10 +104,6 @@ def test_orphan_folders_are_removed_but_live_ones_kept(
 def test_admin_lists_tasks_and_audit_and_shows_a_new_token_once(
     users, alice, exports_queue, django_capture_on_commit_callbacks, settings
 ):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
     with django_capture_on_commit_callbacks(execute=True):
         alice.create(CameraId="1", From=psim(T0))
     admin = Client()

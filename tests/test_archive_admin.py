@@ -16,15 +16,6 @@ SMALL = SegmentSpec(width=160, height=120, acodec=None)
 T0 = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_files(settings):
-    # No collectstatic in tests: the manifest storage cannot name admin's CSS.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def admin_client(client):
     user = User.objects.create_superuser("root", "root@example.com", "pw-for-tests-only")

@@ -115,10 +115,6 @@ def worker(redis_conn):
 @pytest.fixture
 def site(recordings, live_server, settings, worker):
     root, blocks = recordings
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
     camera = Camera.objects.create(
         camera_id="1", name="Front door", archive_path=str(root), source_name="front_door",
         layout="frigate",

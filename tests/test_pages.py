@@ -36,15 +36,6 @@ PASSWORD = "pages-secret-pw"
 State = ExportTask.State
 
 
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    """Templates name static files; without collectstatic there is no manifest to hash with."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 def make_recordings(root, base=BASE):
     """Camera "1": [base, base+4 s) and [base+6 s, base+8 s) — a 2 s gap; camera "2": 2 s."""
     for offset in (0, 2, 6):
