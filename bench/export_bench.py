@@ -101,6 +101,16 @@ def run_child(segments, start, end, fmt, out) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+ROUNDS = 3
+
+
+def settle(path: Path, keep: bool = False) -> None:
+    """Drop a measured output (unless kept) and flush dirty pages before the next run."""
+    if not keep:
+        path.unlink(missing_ok=True)
+    subprocess.run(["sync"], check=False)
+
+
 def timed(command: list[str], stdout=subprocess.DEVNULL) -> float:
     began = time.perf_counter()
     subprocess.run(command, check=True, stdout=stdout, stderr=subprocess.PIPE)
@@ -131,24 +141,39 @@ def main() -> None:
     end = T0 + timedelta(seconds=span)
     subprocess.run(["sync"], check=False)
 
-    ours = run_child(segments, T0, end, "mp4", work / "copy.mp4")
     concat = work / "concat.txt"
     concat.write_text("".join(f"file '{s.path}'\n" for s in segments))
     ffmpeg = shutil.which("ffmpeg")
     version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True).stdout
-    ff_s = timed([ffmpeg, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(concat),
-                  "-c", "copy", str(work / "ffmpeg.mp4")])
-    with open(work / "cat.bin", "wb") as sink:
-        cat_s = timed(["cat", *[str(s.path) for s in segments]], stdout=sink)
     cut_start = T0 + timedelta(seconds=3.37)  # mid-GOP (GOP = 2 s)
     cut_end = end - timedelta(seconds=4.21)
-    cut = run_child(segments, cut_start, cut_end, "mp4", work / "cut.mp4")
+    # The machine is shared and writing GBs leaves dirty pages behind: every measurement
+    # removes its output and syncs before the next, and each figure is the best of ROUNDS.
+    copies, ffs, cats, cuts = [], [], [], []
+    for _ in range(ROUNDS):
+        copies.append(run_child(segments, T0, end, "mp4", work / "copy.mp4"))
+        settle(work / "copy.mp4", keep=True)
+        ffs.append(timed([ffmpeg, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+                          str(concat), "-c", "copy", str(work / "ffmpeg.mp4")]))
+        settle(work / "ffmpeg.mp4")
+        with open(work / "cat.bin", "wb") as sink:
+            cats.append(timed(["cat", *[str(s.path) for s in segments]], stdout=sink))
+        settle(work / "cat.bin")
+        cuts.append(run_child(segments, cut_start, cut_end, "mp4", work / "cut.mp4"))
+        settle(work / "cut.mp4")
+    ours = min(copies, key=lambda r: r["seconds"])
+    cut = min(cuts, key=lambda r: r["seconds"])
+    ff_s, cat_s = min(ffs), min(cats)
     minute = run_child(segments, cut_start, cut_start + timedelta(minutes=1), "mp4",
                        work / "minute.mp4")
     sync = sync_at_end(work / "copy.mp4")
     hour_avi = run_child(segments, T0, end, "avi", work / "copy.avi")
     avi_frames, avi_duration = count_video(work / "copy.avi")
     print(f"ffmpeg: {version.splitlines()[0]}")
+    print("all runs (s): ours " + " ".join(f"{r['seconds']:.2f}" for r in copies)
+          + " | ffmpeg " + " ".join(f"{t:.2f}" for t in ffs)
+          + " | cat " + " ".join(f"{t:.2f}" for t in cats)
+          + " | cut " + " ".join(f"{r['seconds']:.2f}" for r in cuts))
     print(f"stream copy {args.minutes} min -> mp4: {ours['seconds']:.2f} s "
           f"({ours['frames']} frames, {ours['bytes'] / 1e9:.2f} GB, technique {ours['technique']})")
     print(f"ffmpeg concat -c copy:      {ff_s:.2f} s   ours/ffmpeg = {ours['seconds'] / ff_s:.2f}x"

@@ -834,13 +834,13 @@ class _SegmentReader:
         collide nor drift.
         """
         job = self.job
-        out_tb = job.audio_out.time_base
         if self.audio_offset is None:
+            self.audio_out_tb = job.audio_out.time_base
             if job.audio_tb is None:
                 job.audio_tb = self.in_a.time_base
             self.audio_offset = round(self.offset * self.vtb / self.in_a.time_base)
             to_job = self.in_a.time_base / job.audio_tb
-            to_out = job.audio_tb / out_tb
+            to_out = job.audio_tb / self.audio_out_tb
             self.audio_scale = (to_job.numerator, to_job.denominator,
                                 to_out.numerator, to_out.denominator)
         jn, jd, on, od = self.audio_scale
@@ -858,7 +858,7 @@ class _SegmentReader:
         job.audio_next_pts = pts + duration
         out_pts = (2 * pts * on + od) // (2 * od)
         out_end = (2 * (pts + duration) * on + od) // (2 * od)
-        packet.time_base = out_tb
+        packet.time_base = self.audio_out_tb
         packet.pts = packet.dts = out_pts
         packet.duration = max(1, out_end - out_pts)
         if self.audio_bsf is not None:
