@@ -3,9 +3,11 @@
 How it works: segments are read one after another and their video is processed a GOP at a time
 (keyframe to keyframe). A GOP entirely inside the requested range is stream-copied; a GOP cut by
 the range (the start, or the end when frames are reordered) is decoded and only its wanted
-frames re-encoded with settings matching the source ("smart cut"), with in-band parameter sets
-under a distinct SPS/PPS id so the copied stream's stay valid. No edit lists are written, so
-FFmpeg and GStreamer show the same frames. Each segment's timestamps are rebased so that its
+frames re-encoded with settings matching the source ("smart cut"): libx264 with in-band
+parameter sets under a distinct SPS/PPS id so the copied stream's stay valid, or libx265 after
+which the copied stream's parameter sets are sent again. No edit lists are written, so FFmpeg
+and GStreamer show the same frames. Pairs compat.py does not copy are transcoded to H.264/AAC
+(that stream only). Each segment's timestamps are rebased so that its
 first kept frame follows the previous one directly: recorded parts play back to back and gaps
 are listed in the result, not filled. Audio follows the same per-segment rebasing and is cut to
 the kept video of each segment.
