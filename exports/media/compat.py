@@ -49,10 +49,10 @@ REASONS = {
     ("pcm_alaw", "mkv"): "matroska has no G.711 codec id",
     ("pcm_mulaw", "asf"): "GStreamer does not decode G.711 from asf",
     ("pcm_alaw", "asf"): "GStreamer does not decode G.711 from asf",
-    # FFmpeg's flv muxer aborts the process on PCM at rates flv cannot signal (e.g. 16 kHz).
-    ("pcm_s16le", "flv"): "flv carries PCM only at 5.5/11/22/44 kHz",
-    ("pcm_mulaw", "flv"): "flv carries G.711 only at 8 kHz, and FFmpeg's muxer aborts otherwise",
-    ("pcm_alaw", "flv"): "flv carries G.711 only at 8 kHz, and FFmpeg's muxer aborts otherwise",
+    # Tried: FFmpeg's flv muxer kills the whole process (abort) on 16 kHz PCM and 8 kHz G.711.
+    ("pcm_s16le", "flv"): "FFmpeg's flv muxer aborts on PCM at camera sample rates",
+    ("pcm_mulaw", "flv"): "FFmpeg's flv muxer aborts on G.711",
+    ("pcm_alaw", "flv"): "FFmpeg's flv muxer aborts on G.711",
 }
 
 
