@@ -114,13 +114,6 @@ def bob(tokens):
     return token_client(tokens["bob"])
 
 
-@pytest.fixture
-def exports_queue(redis_conn):
-    queue = django_rq.get_queue("exports")
-    queue.empty()
-    return queue
-
-
 def run_worker(queue=None) -> None:
     """Run every queued job to completion in this process, as rq's worker would."""
     queue = queue or django_rq.get_queue("exports")

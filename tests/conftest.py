@@ -1,5 +1,6 @@
 import os
 
+import django_rq
 import pytest
 import redis
 from django.conf import settings
@@ -13,6 +14,14 @@ def redis_conn():
     yield conn
     conn.flushdb()
     conn.close()
+
+
+@pytest.fixture
+def exports_queue(redis_conn):
+    """The rq queue exports run on, emptied (its Redis database is flushed around the test)."""
+    queue = django_rq.get_queue("exports")
+    queue.empty()
+    return queue
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from tests.api_support import FRAME, T0, psim, run_worker, token_client
 recordings, cameras, users, tokens = (
     api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
 )
-alice, exports_queue = api_support.alice, api_support.exports_queue
+alice = api_support.alice
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from tests.api_support import T0, ApiClient, psim, run_worker
 recordings, cameras, users, tokens = (
     api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
 )
-alice, bob, exports_queue = api_support.alice, api_support.bob, api_support.exports_queue
+alice, bob = api_support.alice, api_support.bob
 
 pytestmark = pytest.mark.django_db
 

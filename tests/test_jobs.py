@@ -24,7 +24,7 @@ from tests.api_support import T0, psim, run_worker
 recordings, cameras, users, tokens = (
     api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
 )
-alice, bob, exports_queue = api_support.alice, api_support.bob, api_support.exports_queue
+alice, bob = api_support.alice, api_support.bob
 
 pytestmark = pytest.mark.django_db
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -102,9 +102,8 @@ def test_a_queued_task_that_is_deleted_never_runs(
     assert task.state == "Cancelled" and task.started_at is None
 
 
-def test_a_segment_deleted_mid_export_ends_the_task_cleanly(
-    alice, exports_queue, django_capture_on_commit_callbacks, monkeypatch, tmp_path
-):
+def move_archive_to_a_copy(tmp_path):
+    """Give camera 1 a private copy of the archive, which a test may then damage."""
     import shutil
 
     from exports.archive import index_camera
@@ -115,6 +114,13 @@ def test_a_segment_deleted_mid_export_ends_the_task_cleanly(
     camera.archive_path = str(copy)
     camera.save()
     index_camera(camera)
+    return copy
+
+
+def test_a_segment_deleted_mid_export_ends_the_task_cleanly(
+    alice, exports_queue, django_capture_on_commit_callbacks, monkeypatch, tmp_path
+):
+    copy = move_archive_to_a_copy(tmp_path)
     last = sorted(copy.rglob("1/*.mp4"))[-1]
     original = jobs.ProgressReporter.progress
 
@@ -336,16 +342,7 @@ def test_a_cancelled_task_can_be_retried_from_zero(
 def test_a_segment_deleted_before_the_job_runs_is_reported_with_the_file(
     alice, exports_queue, django_capture_on_commit_callbacks, tmp_path
 ):
-    import shutil
-
-    from exports.archive import index_camera
-
-    camera = api_support.Camera.objects.get(camera_id="1")
-    copy = tmp_path / "copy"
-    shutil.copytree(camera.archive_path, copy)
-    camera.archive_path = str(copy)
-    camera.save()
-    index_camera(camera)
+    copy = move_archive_to_a_copy(tmp_path)
     task = create(alice, django_capture_on_commit_callbacks)
     gone = sorted(copy.rglob("1/*.mp4"))[1]
     gone.unlink()  # the recorder's retention removes one

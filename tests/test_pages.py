@@ -87,13 +87,6 @@ def alice(users):
     return logged_in(users["alice"])
 
 
-@pytest.fixture
-def exports_queue(redis_conn):
-    queue = django_rq.get_queue("exports")
-    queue.empty()
-    return queue
-
-
 def run_worker():
     queue = django_rq.get_queue("exports")
     SimpleWorker([queue], connection=queue.connection).work(burst=True)

@@ -8,6 +8,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
 
+from exports.admin.readonly import ReadOnlyAdmin
 from exports.archive import ArchiveError, camera_zone, index_camera, validate_pattern
 from exports.models import Camera, Segment
 
@@ -87,7 +88,7 @@ class CameraAdmin(admin.ModelAdmin):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ReadOnlyAdmin):
     """The index is the indexer's to write: here it can only be looked at."""
 
     list_display = [
@@ -112,12 +113,3 @@ class SegmentAdmin(admin.ModelAdmin):
     @admin.display(description="bytes", ordering="size")
     def file_size(self, segment):
         return filesizeformat(segment.size)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

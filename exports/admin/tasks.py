@@ -5,6 +5,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
 from exports import tasks as service
+from exports.admin.readonly import ReadOnlyAdmin
 from exports.models import ApiToken, AuditEvent, ExportTask
 
 RQ_ADMIN_URL = "/admin/rq/"  # django-rq's dashboard, mounted in psimexport/urls.py
@@ -63,7 +64,7 @@ class ExportTaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("at", "action", "camera_id", "task_id", "username", "remote_addr")
     list_filter = ("action", "camera_id")
     search_fields = ("task_id", "camera_id", "username", "remote_addr")
@@ -71,15 +72,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff
