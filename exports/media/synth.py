@@ -157,36 +157,33 @@ def beep_onsets(samples: np.ndarray, sample_rate: int) -> list[float]:
 # -- writing ----------------------------------------------------------------------------------
 
 
+def _encoder_params(spec: SegmentSpec, **extra) -> str:
+    """x264/x265 settings of a recorder: fixed GOP (no scene cuts), given B-frames and quality."""
+    params = {
+        "keyint": spec.keyframe_interval,
+        "min-keyint": spec.keyframe_interval,
+        "scenecut": 0,
+        "bframes": spec.bframes,
+        "crf": spec.crf,
+        **extra,
+    }
+    return ":".join(f"{key}={value}" for key, value in params.items())
+
+
 def _video_stream(container, spec: SegmentSpec):
     rate = Fraction(spec.fps)
     if spec.vcodec == "h264":
         stream = container.add_stream("libx264", rate=rate)
-        params = {
-            "keyint": spec.keyframe_interval,
-            "min-keyint": spec.keyframe_interval,
-            "scenecut": 0,
-            "bframes": spec.bframes,
-            "crf": spec.crf,
-            **spec.x264_extra,
-        }
         stream.options = {
             "preset": spec.preset,
-            "x264-params": ":".join(f"{k}={v}" for k, v in params.items()),
+            "x264-params": _encoder_params(spec, **spec.x264_extra),
         }
         stream.pix_fmt = "yuv420p"
     elif spec.vcodec == "hevc":
         stream = container.add_stream("libx265", rate=rate)
-        params = {
-            "keyint": spec.keyframe_interval,
-            "min-keyint": spec.keyframe_interval,
-            "scenecut": 0,
-            "bframes": spec.bframes,
-            "crf": spec.crf,
-            "log-level": "error",
-        }
         stream.options = {
             "preset": "ultrafast",
-            "x265-params": ":".join(f"{k}={v}" for k, v in params.items()),
+            "x265-params": _encoder_params(spec, **{"log-level": "error"}),
         }
         stream.pix_fmt = "yuv420p"
     elif spec.vcodec == "mjpeg":
