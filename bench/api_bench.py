@@ -10,7 +10,8 @@ request was *due*, so a stall shows up in the figures instead of slowing the sen
 Scenarios: create with Token auth, status with Token auth, status with Basic auth, each after
 2 s of unmeasured warm-up. Prints throughput, p50/p99/max, errors and gunicorn's CPU time per
 request. The Redis database given (default: db 12 on the local Redis) is flushed before and
-after, since every create queues a job that no worker runs here.
+after, since every create queues a job that no worker runs here; a --database-url database is
+emptied (manage.py flush) before the run, so every run starts from the same state.
 """
 
 import argparse
@@ -186,6 +187,8 @@ def main():
     redis.Redis.from_url(args.redis_url).flushdb()
     manage = [PYTHON, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
+    if args.database_url:
+        subprocess.run([*manage, "flush", "--noinput", "-v0"], cwd=BASE_DIR, env=env, check=True)
     token = subprocess.run(
         [PYTHON, "-c", SETUP, str(data / "recordings"), T0.isoformat(), PASSWORD],
         cwd=BASE_DIR, env=env, check=True, capture_output=True, text=True,
