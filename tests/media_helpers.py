@@ -87,20 +87,36 @@ def _decode_audio(path: Path):
     return np.concatenate(total), first, rate, acodec
 
 
+def run_gst_launch(*pipeline: str, attempts: int = 3, timeout: float = 20) -> None:
+    """Run a gst-launch-1.0 pipeline to EOS; a run that hangs is started again.
+
+    GStreamer 1.22's gst-launch sometimes never finishes a tiny file: the pipeline prerolls,
+    goes to PLAYING, the demuxer reaches EOS, and no EOS message ever arrives (seen about once
+    in 25-40 runs of the same flv on a loaded machine, with GST_DEBUG=3 showing nothing else).
+    The same file decodes every other time, so a hang is retried; an error is not.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            subprocess.run(
+                [GST_LAUNCH, "-q", *pipeline], check=True, timeout=timeout, capture_output=True
+            )
+            return
+        except subprocess.TimeoutExpired:
+            if attempt == attempts:
+                raise
+
+
 def decode_with_gstreamer(path: Path, width: int, height: int, workdir: Path) -> list[datetime]:
     """The wall times of the frames GStreamer decodes from `path` (raw GRAY8 luma frames)."""
     raw = workdir / f"{path.name}.gray"
-    subprocess.run(
-        [
-            GST_LAUNCH, "-q", "filesrc", f"location={path}", "!", "decodebin", "name=d",
-            "d.", "!", "video/x-raw", "!", "queue", "!", "videoconvert", "!",
-            f"video/x-raw,format=GRAY8,width={width},height={height}",
-            "!", "filesink", f"location={raw}",
-            # An unlinked audio pad would stall the pipeline: drain it.
-            *(["d.", "!", "audio/x-raw", "!", "queue", "!", "fakesink"] if _has(path, "audio")
-              else []),
-        ],
-        check=True, timeout=60, capture_output=True,
+    run_gst_launch(
+        "filesrc", f"location={path}", "!", "decodebin", "name=d",
+        "d.", "!", "video/x-raw", "!", "queue", "!", "videoconvert", "!",
+        f"video/x-raw,format=GRAY8,width={width},height={height}",
+        "!", "filesink", f"location={raw}",
+        # An unlinked audio pad would stall the pipeline: drain it.
+        *(["d.", "!", "audio/x-raw", "!", "queue", "!", "fakesink"] if _has(path, "audio")
+          else []),
     )
     data = np.fromfile(raw, dtype=np.uint8)
     frame_size = width * height
@@ -149,15 +165,12 @@ def beep_offsets(decoded: Decoded) -> list[float]:
 def decode_audio_with_gstreamer(path: Path, workdir: Path) -> np.ndarray:
     """Mono float samples GStreamer decodes from the audio of `path` (at 16 kHz)."""
     raw = workdir / f"{path.name}.f32"
-    subprocess.run(
-        [
-            GST_LAUNCH, "-q", "filesrc", f"location={path}", "!", "decodebin", "name=d",
-            "d.", "!", "audio/x-raw", "!", "queue", "!", "audioconvert", "!", "audioresample",
-            "!", "audio/x-raw,format=F32LE,channels=1,rate=16000", "!",
-            "filesink", f"location={raw}",
-            *(["d.", "!", "video/x-raw", "!", "queue", "!", "fakesink"] if _has(path, "video")
-              else []),
-        ],
-        check=True, timeout=60, capture_output=True,
+    run_gst_launch(
+        "filesrc", f"location={path}", "!", "decodebin", "name=d",
+        "d.", "!", "audio/x-raw", "!", "queue", "!", "audioconvert", "!", "audioresample",
+        "!", "audio/x-raw,format=F32LE,channels=1,rate=16000", "!",
+        "filesink", f"location={raw}",
+        *(["d.", "!", "video/x-raw", "!", "queue", "!", "fakesink"] if _has(path, "video")
+          else []),
     )
     return np.fromfile(raw, dtype=np.float32)
