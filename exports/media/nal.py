@@ -37,22 +37,21 @@ def annexb_to_avcc(data: bytes, length_size: int = 4) -> bytes:
     return b"".join(len(nal).to_bytes(length_size, "big") + nal for nal in split_annexb(data))
 
 
+def _length_prefixed(extradata: bytes, pos: int, count: int) -> tuple[list[bytes], int]:
+    """`count` NAL units, each after a 2-byte size, from `pos`; and the position after them."""
+    nals = []
+    for _ in range(count):
+        size = int.from_bytes(extradata[pos : pos + 2], "big")
+        nals.append(extradata[pos + 2 : pos + 2 + size])
+        pos += 2 + size
+    return nals, pos
+
+
 def avcc_parameter_sets(extradata: bytes) -> list[bytes]:
     """The SPS and PPS NAL units stored in an avcC record."""
-    nals, pos = [], 5
-    count = extradata[pos] & 0x1F
-    pos += 1
-    for _ in range(count):
-        size = int.from_bytes(extradata[pos : pos + 2], "big")
-        nals.append(extradata[pos + 2 : pos + 2 + size])
-        pos += 2 + size
-    count = extradata[pos]
-    pos += 1
-    for _ in range(count):
-        size = int.from_bytes(extradata[pos : pos + 2], "big")
-        nals.append(extradata[pos + 2 : pos + 2 + size])
-        pos += 2 + size
-    return nals
+    sps, pos = _length_prefixed(extradata, 6, extradata[5] & 0x1F)
+    pps, _ = _length_prefixed(extradata, pos + 1, extradata[pos])
+    return sps + pps
 
 
 def hvcc_parameter_sets(extradata: bytes) -> list[bytes]:
@@ -60,11 +59,8 @@ def hvcc_parameter_sets(extradata: bytes) -> list[bytes]:
     nals, pos = [], 23
     for _ in range(extradata[22]):
         count = int.from_bytes(extradata[pos + 1 : pos + 3], "big")
-        pos += 3
-        for _ in range(count):
-            size = int.from_bytes(extradata[pos : pos + 2], "big")
-            nals.append(extradata[pos + 2 : pos + 2 + size])
-            pos += 2 + size
+        array, pos = _length_prefixed(extradata, pos + 3, count)
+        nals += array
     return nals
 
 
