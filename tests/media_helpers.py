@@ -14,6 +14,9 @@ import numpy as np
 from exports.media import synth
 
 GST_LAUNCH = shutil.which("gst-launch-1.0")
+# Junk that no demuxer accepts. Random bytes won't do: now and then (about 1 in 200) FFmpeg
+# probes them as a valid stream.
+NOT_A_RECORDING = b"not a recording: the recorder crashed while writing this file\n" * 100
 
 
 @dataclass

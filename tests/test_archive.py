@@ -13,6 +13,7 @@ from exports.archive import ArchiveError, index_camera, segments_covering
 from exports.media import probe as media_probe
 from exports.media.synth import SegmentSpec, frigate_path, write_segment
 from exports.models import Camera, Segment
+from tests.media_helpers import NOT_A_RECORDING
 
 pytestmark = pytest.mark.django_db
 
@@ -192,8 +193,8 @@ def test_name_without_time_uses_creation_time(archive_dir):
 
 def test_unreadable_and_timeless_files_are_skipped_without_stopping_the_scan(archive_dir):
     write(archive_dir / "2026-11-20_10-00-00.mp4", T0)
-    (archive_dir / "2026-11-20_10-00-02.mp4").write_bytes(os.urandom(4000))
-    (archive_dir / "2026-11-20_10-00-04.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + os.urandom(3000))
+    (archive_dir / "2026-11-20_10-00-02.mp4").write_bytes(NOT_A_RECORDING[:4000])
+    (archive_dir / "2026-11-20_10-00-04.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + NOT_A_RECORDING[:3000])
     write(archive_dir / "no-time-here.avi", T0, spec=SegmentSpec(vcodec="mjpeg", width=160, height=120, acodec=None))
     write(archive_dir / "2026-11-20_10-00-06.mp4", T0 + timedelta(seconds=6))
     (archive_dir / "notes.txt").write_text("not video")
@@ -210,7 +211,7 @@ def test_unreadable_and_timeless_files_are_skipped_without_stopping_the_scan(arc
 
 def test_unreadable_files_are_not_probed_again_until_they_change(archive_dir, count_probes):
     broken = archive_dir / "2026-11-20_10-00-02.mp4"
-    broken.write_bytes(os.urandom(4000))
+    broken.write_bytes(NOT_A_RECORDING[:4000])
     camera = make_camera(archive_dir)
     assert index_camera(camera).failed == [broken.name]
     assert index_camera(camera).failed == [broken.name]

@@ -1,6 +1,5 @@
 """Probing a segment: header durations, cheap tail demux for MPEG-TS/Matroska, broken files."""
 
-import os
 from datetime import UTC, datetime
 from fractions import Fraction
 
@@ -9,6 +8,7 @@ import pytest
 
 from exports.media.probe import IncompleteFile, ProbeError, probe
 from exports.media.synth import SegmentSpec, write_segment
+from tests.media_helpers import NOT_A_RECORDING
 
 T0 = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 
@@ -77,7 +77,7 @@ def test_mp4_without_moov_is_incomplete_and_garbage_is_an_error(tmp_path):
     with pytest.raises(IncompleteFile):
         probe(cut)
     garbage = tmp_path / "garbage.mp4"
-    garbage.write_bytes(os.urandom(5000))
+    garbage.write_bytes(NOT_A_RECORDING[:5000])
     with pytest.raises(ProbeError) as raised:
         probe(garbage)
     assert not isinstance(raised.value, IncompleteFile)
