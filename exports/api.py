@@ -139,14 +139,6 @@ def query_param(request, name: str):
     return None
 
 
-def client_addr(request) -> str | None:
-    if settings.PSIMEXPORT_TRUST_PROXY:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:45] or None
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def _task_for(request, raw_id, *, missing_message: str):
     """A task the caller may see, or ApiError 400 (missing) / 404 (anything else)."""
     if raw_id is None or str(raw_id).strip() == "":
@@ -185,7 +177,7 @@ def create_archive_task(request):
             fmt=cleaned["format"],
             user=request.api_user,
             source=ExportTask.Source.API,
-            remote_addr=client_addr(request),
+            remote_addr=auth.client_addr(request),
         )
     except tasks.TaskRefused as refusal:
         echo.update(CameraId=cleaned["camera"].camera_id, From=format_psim_time(cleaned["start"]))
@@ -235,7 +227,7 @@ def delete_archive_task(request):
     task = _task_for(
         request, raw_id, missing_message='ArchiveTaskId is required: {"ArchiveTaskId": "<id>"}'
     )
-    task = tasks.delete_task(task, request.api_user, client_addr(request))
+    task = tasks.delete_task(task, request.api_user, auth.client_addr(request))
     return JsonResponse(tasks.task_status_dict(task, request))
 
 
@@ -262,7 +254,7 @@ def download(request):
         ) from None
     if response.status_code in (200, 206) and request.method == "GET" and _starts_at_zero(request):
         tasks.record_audit(
-            task, AuditEvent.Action.DOWNLOAD, user, client_addr(request),
+            task, AuditEvent.Action.DOWNLOAD, user, auth.client_addr(request),
             via="signed link" if user is None else "credentials",
             range=request.META.get("HTTP_RANGE", ""),
         )

@@ -150,3 +150,12 @@ def _enforce_csrf(request) -> None:
     check.process_request(request)
     if check.process_view(request, None, (), {}) is not None:
         raise CsrfFailed("CSRF check failed: send the X-CSRFToken header with the session")
+
+
+def client_addr(request) -> str | None:
+    """The caller's address for the audit trail: X-Forwarded-For only behind a trusted proxy."""
+    if settings.PSIMEXPORT_TRUST_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:45] or None
+    return request.META.get("REMOTE_ADDR") or None

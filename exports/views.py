@@ -28,6 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from exports import archive, download, tasks, thumbnails
+from exports.auth import client_addr
 from exports.models import AuditEvent, Camera, ExportTask
 from exports.page_forms import (
     ExportPageForm,
@@ -169,7 +170,7 @@ def export(request):
                 tasks.create_export_task(
                     camera=cleaned["camera"], start=cleaned["start"], end=cleaned["end"],
                     fmt=cleaned["format"], user=request.user, source=ExportTask.Source.PAGE,
-                    remote_addr=_remote_addr(request), batch=batch,
+                    remote_addr=client_addr(request), batch=batch,
                 )
             )
         except tasks.TaskRefused as refused:
@@ -297,10 +298,6 @@ def export_preview(request):
     form = ExportPageForm(request.GET, user=request.user, zone=zone)
     context = {"form": form, "preview": _preview(form), "user_zone_name": zone.key, "fragment": True}
     return render(request, "exports/_preview.html", context)
-
-
-def _remote_addr(request):
-    return request.META.get("REMOTE_ADDR") or None
 
 
 # -- task history -----------------------------------------------------------------------------
@@ -441,7 +438,7 @@ def _task_action(service):
     def view(request, task_id):
         task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
         try:
-            task = service(task, request.user, _remote_addr(request))
+            task = service(task, request.user, client_addr(request))
         except tasks.TaskRefused as refused:
             messages.error(request, refused.message)
         else:
@@ -470,7 +467,7 @@ def task_download(request, task_id):
         )
     # A <video> asks for many ranges; only a request from the first byte is a download.
     if response.status_code in (200, 206) and request.method == "GET" and _from_first_byte(request):
-        tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, _remote_addr(request))
+        tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request))
     return response
 
 
@@ -497,7 +494,7 @@ def batch_zip(request, batch_id):
         raise Http404("No finished export in this batch.")
     for task, _path in files:
         tasks.record_audit(
-            task, AuditEvent.Action.DOWNLOAD, request.user, _remote_addr(request), via="zip"
+            task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request), via="zip"
         )
     response = StreamingHttpResponse(
         stream_zip([path for _task, path in files]), content_type="application/zip"

@@ -6,13 +6,10 @@ from django.utils.html import format_html
 
 from exports import tasks as service
 from exports.admin.readonly import ReadOnlyAdmin
+from exports.auth import client_addr
 from exports.models import ApiToken, AuditEvent, ExportTask
 
 RQ_ADMIN_URL = "/admin/rq/"  # django-rq's dashboard, mounted in psimexport/urls.py
-
-
-def _addr(request):
-    return request.META.get("REMOTE_ADDR")
 
 
 @admin.register(ExportTask)
@@ -48,14 +45,14 @@ class ExportTaskAdmin(admin.ModelAdmin):
     def cancel_tasks(self, request, queryset):
         count = 0
         for task in queryset.filter(state__in=ExportTask.ACTIVE_STATES):
-            service.cancel_task(task, request.user, _addr(request))
+            service.cancel_task(task, request.user, client_addr(request))
             count += 1
         self.message_user(request, f"{count} task(s) cancelled.", messages.SUCCESS)
 
     @admin.action(description="Delete the files of selected tasks (cancels active ones)")
     def delete_files(self, request, queryset):
         for task in queryset:
-            service.delete_task(task, request.user, _addr(request))
+            service.delete_task(task, request.user, client_addr(request))
         self.message_user(request, f"{queryset.count()} task(s) deleted.", messages.SUCCESS)
 
     def changelist_view(self, request, extra_context=None):
