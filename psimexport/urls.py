@@ -1,8 +1,15 @@
+import django_rq.urls
 from django.contrib import admin
 from django.urls import include, path
 
+from exports.admin.queues import superusers_only_patterns
+
 urlpatterns = [
-    path("admin/rq/", include("django_rq.urls")),
+    # django-rq's views check only the staff flag: the queues are for superusers.
+    path(
+        "admin/rq/",
+        include((superusers_only_patterns(django_rq.urls.urlpatterns), "django_rq")),
+    ),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("exports.api_urls")),

@@ -1,3 +1,4 @@
-"""Admin for cameras and segments (cameras.py) and for tasks, audit and tokens (tasks.py)."""
+"""Admin for cameras and segments (cameras.py), tasks, audit and tokens (tasks.py), and the
+job queues (queues.py, superusers only)."""
 
-from exports.admin import cameras, tasks  # noqa: F401
+from exports.admin import cameras, queues, tasks  # noqa: F401

@@ -1,6 +1,8 @@
 """Admin for export tasks (read-only, with cancel/delete), the audit trail and API tokens."""
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
@@ -41,7 +43,17 @@ class ExportTaskAdmin(admin.ModelAdmin):
     def queue_link(self, task):
         return format_html('<a href="{}">rq queues and workers</a>', RQ_ADMIN_URL)
 
-    @admin.action(description="Cancel selected queued or running tasks")
+    # Each action needs its own permission (the rows stay read-only either way): cancelling
+    # changes a task, removing its file deletes evidence.
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("exports.change_exporttask")
+
+    def has_delete_files_permission(self, request):
+        return request.user.has_perm("exports.delete_exporttask")
+
+    @admin.action(
+        description="Cancel selected queued or running tasks", permissions=["cancel"]
+    )
     def cancel_tasks(self, request, queryset):
         count = 0
         for task in queryset.filter(state__in=ExportTask.ACTIVE_STATES):
@@ -49,7 +61,10 @@ class ExportTaskAdmin(admin.ModelAdmin):
             count += 1
         self.message_user(request, f"{count} task(s) cancelled.", messages.SUCCESS)
 
-    @admin.action(description="Delete the files of selected tasks (cancels active ones)")
+    @admin.action(
+        description="Delete the files of selected tasks (cancels active ones)",
+        permissions=["delete_files"],
+    )
     def delete_files(self, request, queryset):
         for task in queryset:
             service.delete_task(task, request.user, client_addr(request))
@@ -70,9 +85,6 @@ class AuditEventAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_staff
-
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
@@ -84,7 +96,21 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields + (("user",) if obj else ())
 
+    # A token acts as its user: staff may hold and mint tokens only for themselves, so the
+    # add_apitoken permission never lets anyone act as somebody else. Superusers manage all.
+    def get_queryset(self, request):
+        tokens = super().get_queryset(request)
+        return tokens if request.user.is_superuser else tokens.filter(user=request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
+            kwargs["initial"] = request.user.pk
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
+        if obj.user_id != request.user.pk and not request.user.is_superuser:
+            raise PermissionDenied("a token may be minted only for yourself")
         if change:
             super().save_model(request, obj, form, change)
             return
