@@ -10,6 +10,7 @@ or deactivation takes effect at once.
 import base64
 import binascii
 import hmac
+import ipaddress
 import threading
 import time
 from datetime import timedelta
@@ -153,9 +154,27 @@ def _enforce_csrf(request) -> None:
 
 
 def client_addr(request) -> str | None:
-    """The caller's address for the audit trail: X-Forwarded-For only behind a trusted proxy."""
+    """The caller's address for the audit trail and the login limits.
+
+    Behind a trusted proxy (PSIMEXPORT_TRUST_PROXY) it is the rightmost X-Forwarded-For entry:
+    the one that proxy appended. Entries to its left come from the client and can say anything.
+    Whatever is used must parse as an IP address (the database column is an inet on
+    PostgreSQL); otherwise the peer's address is used.
+    """
     if settings.PSIMEXPORT_TRUST_PROXY:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()[:45] or None
-    return request.META.get("REMOTE_ADDR") or None
+            address = _ip_or_none(forwarded.rsplit(",", 1)[-1])
+            if address is not None:
+                return address
+    return _ip_or_none(request.META.get("REMOTE_ADDR", ""))
+
+
+def _ip_or_none(text: str) -> str | None:
+    text = text.strip()
+    if not text or len(text) > 45:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None

@@ -1,0 +1,55 @@
+"""Security rules of the request path: caller address, signed links, error messages, quotas."""
+
+from datetime import timedelta
+
+import pytest
+
+from exports.models import AuditEvent, ExportTask
+from tests import api_support
+from tests.api_support import T0, psim
+
+recordings, cameras, users, tokens = (
+    api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
+)
+alice, bob = api_support.alice, api_support.bob
+
+pytestmark = pytest.mark.django_db
+
+RANGE = {"CameraId": "1", "From": psim(T0), "To": psim(T0 + timedelta(seconds=2))}
+
+
+# -- X-Forwarded-For ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "recorded"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        # A client may send its own X-Forwarded-For; the trusted proxy appends the address it
+        # saw, so only the rightmost entry can be believed.
+        ("198.51.100.1, 203.0.113.7", "203.0.113.7"),
+        ("2001:db8::5", "2001:db8::5"),
+        ("not-an-address", "127.0.0.1"),
+        ("203.0.113.7, <script>", "127.0.0.1"),
+        ("1.2.3.4' OR 1=1 --", "127.0.0.1"),
+        ("", "127.0.0.1"),
+    ],
+)
+def test_forwarded_for_is_the_rightmost_valid_address_or_the_peer(
+    alice, exports_queue, django_capture_on_commit_callbacks, settings, forwarded, recorded
+):
+    settings.PSIMEXPORT_TRUST_PROXY = True
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice.post("/createarchivetask", RANGE, HTTP_X_FORWARDED_FOR=forwarded)
+    assert response.status_code == 200, response.json()
+    task = ExportTask.objects.get(id=response.json()["ArchiveTaskId"])
+    assert task.remote_addr == recorded
+    assert AuditEvent.objects.get(task_id=task.id, action="create").remote_addr == recorded
+
+
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(
+    alice, exports_queue, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice.post("/createarchivetask", RANGE, HTTP_X_FORWARDED_FOR="203.0.113.7")
+    assert ExportTask.objects.get(id=response.json()["ArchiveTaskId"]).remote_addr == "127.0.0.1"
