@@ -268,21 +268,21 @@ def _starts_at_zero(request) -> bool:
 
 
 def _task_by_signed_link(request, raw_id):
+    invalid = ApiError(
+        "the download link has expired or is invalid: ask /getarchivetaskstatus for a "
+        "fresh Url, or download with credentials",
+        401,
+    )
     try:
         task_id = uuid.UUID(str(raw_id or "").strip())
     except ValueError:
         raise ApiError("no such file: the link is malformed", 404) from None
-    if not signing.link_is_valid(
-        task_id, query_param(request, "expires"), query_param(request, "signature")
-    ):
-        raise ApiError(
-            "the download link has expired or is invalid: ask /getarchivetaskstatus for a "
-            "fresh Url, or download with credentials",
-            401,
-        )
+    # Task rows are never deleted (chain of custody), so an unknown id is a forged link.
     task = ExportTask.objects.select_related("camera").filter(id=task_id).first()
-    if task is None:
-        raise ApiError("the export file was deleted", 410)
+    if task is None or not signing.link_is_valid(
+        task, query_param(request, "expires"), query_param(request, "signature")
+    ):
+        raise invalid
     return task
 
 

@@ -1,4 +1,8 @@
-"""Signed, expiring download links: `file=<id>&expires=<unix>&signature=<hmac>`."""
+"""Signed, expiring download links: `file=<id>&expires=<unix>&signature=<hmac>`.
+
+The signature also covers the file's generation (when the task's current file was finished),
+so a link handed out for one file never opens the file a retry makes later for the same task.
+"""
 
 import time
 from urllib.parse import urlencode
@@ -8,22 +12,29 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 _SALT = "psimexport.download-link"
 
 
-def signature(task_id, expires: int) -> str:
-    return salted_hmac(_SALT, f"{task_id}:{int(expires)}", algorithm="sha256").hexdigest()
+def file_generation(task) -> str:
+    """What changes with every file a task gets: the moment its run finished."""
+    return task.finished_at.isoformat() if task.finished_at else ""
 
 
-def signed_query(task_id, expires: int) -> str:
-    return urlencode(
-        {"file": str(task_id), "expires": int(expires), "signature": signature(task_id, expires)}
-    )
+def signature(task_id, expires: int, generation: str = "") -> str:
+    message = f"{task_id}:{int(expires)}:{generation}"
+    return salted_hmac(_SALT, message, algorithm="sha256").hexdigest()
 
 
-def link_is_valid(task_id, expires, given_signature, now: float | None = None) -> bool:
-    """True when the signature matches this task and expiry and the link has not expired."""
+def signed_query(task, expires: int) -> str:
+    digest = signature(task.id, expires, file_generation(task))
+    return urlencode({"file": str(task.id), "expires": int(expires), "signature": digest})
+
+
+def link_is_valid(task, expires, given_signature, now: float | None = None) -> bool:
+    """True when the signature matches this task's current file and expiry, and the link has
+    not expired."""
     try:
         expires = int(expires)
     except (TypeError, ValueError):
         return False
     if not isinstance(given_signature, str) or expires < (now or time.time()):
         return False
-    return constant_time_compare(signature(task_id, expires), given_signature)
+    expected = signature(task.id, expires, file_generation(task))
+    return constant_time_compare(expected, given_signature)

@@ -406,7 +406,7 @@ def signed_download_url(task, request) -> str | None:
     expires = now - now % LINK_STEP_SECONDS + LINK_LIFETIME_SECONDS + LINK_STEP_SECONDS
     if task.expires_at is not None:
         expires = min(expires, int(task.expires_at.timestamp()))
-    query = signing.signed_query(task.id, expires)
+    query = signing.signed_query(task, expires)
     return request.build_absolute_uri(reverse("api-download") + "?" + query)
 
 

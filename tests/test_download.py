@@ -111,7 +111,7 @@ def test_signed_link_works_without_credentials_until_it_expires_and_cannot_be_al
         response = anonymous.get(parts.path, tampered)
         assert response.status_code in (401, 404)
     past = int(time.time()) - 1
-    expired = {"file": str(task.id), "expires": past, "signature": signing.signature(task.id, past)}
+    expired = {"file": str(task.id), "expires": past, "signature": signing.signature(task.id, past, signing.file_generation(task))}
     response = anonymous.get(parts.path, expired)
     assert response.status_code == 401 and "expired" in response.json()["ErrorMessage"]
     # Without a signature the link needs credentials, and only the camera's users see it.

@@ -1,15 +1,21 @@
 """Security rules of the request path: caller address, signed links, error messages, quotas."""
 
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.test import Client
 
+from exports import tasks
 from exports.models import AuditEvent, ExportTask
 from tests import api_support
-from tests.api_support import T0, psim
+from tests.api_support import T0, psim, run_worker
 
 recordings, cameras, users, tokens = (
-    api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
+    api_support.recordings,
+    api_support.cameras,
+    api_support.users,
+    api_support.tokens,
 )
 alice, bob = api_support.alice, api_support.bob
 
@@ -53,3 +59,32 @@ def test_forwarded_for_is_ignored_without_a_trusted_proxy(
     with django_capture_on_commit_callbacks(execute=True):
         response = alice.post("/createarchivetask", RANGE, HTTP_X_FORWARDED_FOR="203.0.113.7")
     assert ExportTask.objects.get(id=response.json()["ArchiveTaskId"]).remote_addr == "127.0.0.1"
+
+
+# -- signed links and error messages ------------------------------------------------------------
+
+
+def test_a_signed_link_from_before_a_delete_does_not_work_after_a_retry(
+    alice, exports_queue, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        task_id = alice.create(**RANGE).json()["ArchiveTaskId"]
+    run_worker(exports_queue)
+    old = urlsplit(alice.status(task_id).json()["Url"])
+    anonymous = Client()
+    assert (
+        anonymous.get(old.path, {k: v[0] for k, v in parse_qs(old.query).items()}).status_code
+        == 200
+    )
+    alice.post("/deletearchivetask", {"ArchiveTaskId": task_id})
+    ExportTask.objects.get(id=task_id)  # the row stays: chain of custody
+    tasks.retry_task(ExportTask.objects.get(id=task_id))
+    run_worker(exports_queue)
+    assert alice.status(task_id).json()["State"] == "ReadyForDownload"
+    response = anonymous.get(old.path, {k: v[0] for k, v in parse_qs(old.query).items()})
+    assert response.status_code == 401
+    assert response.json()["State"] == "Failed" and "link" in response.json()["ErrorMessage"]
+    fresh = urlsplit(alice.status(task_id).json()["Url"])
+    assert fresh.query != old.query
+    query = {k: v[0] for k, v in parse_qs(fresh.query).items()}
+    assert anonymous.get(fresh.path, query).status_code == 200
