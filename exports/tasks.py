@@ -7,6 +7,7 @@ is refused and with which status, what is audited) lives in one place.
 import fcntl
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -410,6 +411,22 @@ def signed_download_url(task, request) -> str | None:
     return request.build_absolute_uri(reverse("api-download") + "?" + query)
 
 
+_ABSOLUTE_DIRS = re.compile(r"(?<![\w.~/-])/(?:[^\s/'\":;,()]+/)+")
+
+
+def public_error_message(task) -> str:
+    """The task's error for API callers and pages: segment paths relative to the camera's
+    archive, no other absolute server path (a folder layout is not the caller's business)."""
+    message = task.error_message or ""
+    if not message:
+        return ""
+    roots = {str(Path(task.camera.archive_path)), str(Path(task.camera.archive_path).resolve())}
+    roots |= {str(Path(settings.EXPORTS_DIR)), str(Path(settings.DATA_DIR))}
+    for root in sorted(roots, key=len, reverse=True):
+        message = message.replace(root.rstrip("/") + "/", "")
+    return _ABSOLUTE_DIRS.sub("", message)
+
+
 def task_status_dict(task, request) -> dict:
     """The PSIM status JSON of a task."""
     from exports.forms import format_psim_time
@@ -421,6 +438,6 @@ def task_status_dict(task, request) -> dict:
         "From": format_psim_time(task.start),
         "To": format_psim_time(task.end),
         "ArchiveTaskId": str(task.id),
-        "ErrorMessage": task.error_message or None,
+        "ErrorMessage": public_error_message(task) or None,
         "State": task.state,
     }

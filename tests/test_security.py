@@ -1,13 +1,17 @@
 """Security rules of the request path: caller address, signed links, error messages, quotas."""
 
+import os
+import shutil
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from exports import tasks
-from exports.models import AuditEvent, ExportTask
+from exports.archive import index_camera
+from exports.models import AuditEvent, Camera, ExportTask, Segment
 from tests import api_support
 from tests.api_support import T0, psim, run_worker
 
@@ -88,3 +92,28 @@ def test_a_signed_link_from_before_a_delete_does_not_work_after_a_retry(
     assert fresh.query != old.query
     query = {k: v[0] for k, v in parse_qs(fresh.query).items()}
     assert anonymous.get(fresh.path, query).status_code == 200
+
+
+def test_error_message_names_segments_relative_to_the_archive(
+    alice, exports_queue, django_capture_on_commit_callbacks, cameras, tmp_path
+):
+    # A copy of camera 1's archive whose middle segment turns out to be damaged.
+    root = tmp_path / "archive-copy"
+    shutil.copytree(cameras[0].archive_path, root)
+    camera = Camera.objects.create(
+        camera_id="3", archive_path=str(root), layout="frigate", source_name="1"
+    )
+    camera.allowed_users.add(User.objects.get(username="alice"))
+    index_camera(camera)
+    middle = Segment.objects.filter(camera=camera).order_by("start")[1]
+    path = root / middle.path
+    path.write_bytes(b"\x00junk" * 1000)
+    os.utime(path, (middle.mtime, middle.mtime))
+    with django_capture_on_commit_callbacks(execute=True):
+        task_id = alice.create(
+            CameraId="3", From=psim(T0), To=psim(T0 + timedelta(seconds=6))
+        ).json()["ArchiveTaskId"]
+    run_worker(exports_queue)
+    message = alice.status(task_id).json()["ErrorMessage"]
+    assert message and middle.path.split("/")[-1] in message
+    assert str(root) not in message and str(tmp_path) not in message
