@@ -148,11 +148,14 @@ def create_export_task(
 ) -> ExportTask:
     """Resolve the range, check recording and disk, save the task and queue its job.
 
-    Raises TaskRefused: 400 range too long, 404 nothing recorded, 507 disk, 503 queue down
+    Raises TaskRefused: 429 too many queued tasks, 400 range too long, 404 nothing recorded,
+    507 disk, 503 queue down
     (the row is then kept as Failed "job queue unavailable" for the audit trail).
     """
     from exports.archive import ArchiveError, index_camera, last_recorded_frame
 
+    if source != ExportTask.Source.COMMAND:
+        check_queue_quota(user)
     # Refresh the index only when the range reaches past what it knows (the newest minute of
     # a recorder); maintenance re-indexes everything every minute anyway.
     if end is None or camera.last_recording is None or end > camera.last_recording:
@@ -258,6 +261,25 @@ def sqlite_write_turn():
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def check_queue_quota(user) -> None:
+    """TaskRefused(429) when this caller already has PSIMEXPORT_MAX_QUEUED_PER_USER tasks queued
+    or running. Anonymous API callers share one quota. A count, not a lock: two creates at the
+    same instant may both pass, so the limit can be exceeded by the number of racing requests.
+    """
+    limit = settings.PSIMEXPORT_MAX_QUEUED_PER_USER
+    active = ExportTask.objects.filter(state__in=ExportTask.ACTIVE_STATES)
+    if getattr(user, "is_authenticated", False):
+        active = active.filter(requested_by=user)
+    else:
+        active = active.filter(requested_by__isnull=True, source=ExportTask.Source.API)
+    if active.order_by()[:limit].count() >= limit:
+        raise TaskRefused(
+            f"you already have {limit} exports queued or running "
+            "(PSIMEXPORT_MAX_QUEUED_PER_USER); wait for some to finish or cancel them",
+            429,
+        )
 
 
 def has_recording(camera, start, end) -> bool:
@@ -371,6 +393,7 @@ def retry_task(task, user=None, remote_addr=None) -> ExportTask:
         raise TaskRefused(
             f"only a Failed, Cancelled or Deleted task can be retried, not {task.state}", 409
         )
+    check_queue_quota(task.requested_by)
     check_disk_space()
     remove_task_files(task)
     changed = ExportTask.objects.filter(id=task.id, state=task.state).update(

@@ -117,3 +117,25 @@ def test_error_message_names_segments_relative_to_the_archive(
     message = alice.status(task_id).json()["ErrorMessage"]
     assert message and middle.path.split("/")[-1] in message
     assert str(root) not in message and str(tmp_path) not in message
+
+
+# -- quota ------------------------------------------------------------------------------------------
+
+
+def test_queued_tasks_per_user_are_limited_with_429(
+    alice, bob, exports_queue, django_capture_on_commit_callbacks, settings
+):
+    settings.PSIMEXPORT_MAX_QUEUED_PER_USER = 3
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = [alice.create(**RANGE).json()["ArchiveTaskId"] for _ in range(3)]
+        refused = alice.create(**RANGE)
+    assert refused.status_code == 429
+    body = refused.json()
+    assert body["State"] == "Failed" and body["ArchiveTaskId"] is None
+    assert "3" in body["ErrorMessage"] and "queued" in body["ErrorMessage"]
+    assert ExportTask.objects.count() == 3
+    # Another user is not affected; a finished or cancelled task frees a place.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bob.create(CameraId="2", From=psim(T0)).status_code == 200
+        alice.post("/deletearchivetask", {"ArchiveTaskId": ids[0]})
+        assert alice.create(**RANGE).status_code == 200
