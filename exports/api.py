@@ -17,7 +17,7 @@ from django.db import connection
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from exports import auth, signing, tasks
+from exports import auth, signing, tasks, throttle
 from exports.download import DownloadUnavailable, file_response
 from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
 from exports.models import AuditEvent, ExportTask
@@ -72,6 +72,10 @@ def api_endpoint(methods=("GET",), authenticate=True):
                 return view(request, *args, **kwargs)
             except auth.AuthenticationFailed as failure:
                 return error(str(failure), 401)
+            except throttle.Throttled as refused:
+                response = error(str(refused), 429)
+                response["Retry-After"] = str(refused.retry_after)
+                return response
             except auth.CsrfFailed as failure:
                 return error(str(failure), 403)
             except ApiError as failure:

@@ -20,6 +20,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 
+from exports import throttle
 from exports.models import ApiToken
 from exports.tasks import ApiAnonymousUser
 
@@ -79,13 +80,14 @@ basic_cache = _BasicCache()
 
 
 def authenticate_api_request(request):
-    """The calling user. Raises AuthenticationFailed (401) or CsrfFailed (403)."""
+    """The calling user. Raises AuthenticationFailed (401), throttle.Throttled (429: too many
+    failed attempts) or CsrfFailed (403)."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         scheme, _, credentials = header.strip().partition(" ")
         scheme = scheme.lower()
         if scheme in ("token", "bearer"):
-            return _token_user(credentials.strip())
+            return _token_user(request, credentials.strip())
         if scheme == "basic":
             return _basic_user(request, credentials.strip())
         raise AuthenticationFailed(
@@ -102,11 +104,13 @@ def authenticate_api_request(request):
     )
 
 
-def _token_user(key: str):
-    if not key or len(key) > 200:
-        raise AuthenticationFailed("invalid API token")
-    token = next(iter(ApiToken.objects.for_key(key)[:1]), None)
+def _token_user(request, key: str):
+    # A valid token is never refused; only guesses count against the caller's address.
+    token = next(iter(ApiToken.objects.for_key(key)[:1]), None) if 0 < len(key) <= 200 else None
     if token is None:
+        address = client_addr(request)
+        throttle.check(None, address)
+        throttle.record_failure(None, address, "token")
         raise AuthenticationFailed("invalid API token")
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
@@ -123,25 +127,34 @@ def _basic_user(request, credentials: str):
     if not sep or not username or "\x00" in decoded:
         raise AuthenticationFailed("malformed Basic credentials")
     key = basic_cache.key(username, password)
-    cached = basic_cache.get(key)
-    if cached is not None:
-        user_id, password_hash = cached
-        user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-        if user is not None and user.password == password_hash:
-            return user
+    user = _cached_basic_user(key)
+    if user is not None:
+        return user
+    # Not known good: refused without hashing when this name or address failed too often.
+    address = client_addr(request)
+    throttle.check(username, address)
     # One slow password check per credential at a time: a client firing many requests at
     # once with a new credential must not hash it in every thread.
     with basic_cache.lock_for(key):
-        cached = basic_cache.get(key)
-        if cached is not None:
-            user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
-            if user is not None and user.password == cached[1]:
-                return user
+        user = _cached_basic_user(key)
+        if user is not None:
+            return user
+        throttle.check(username, address)  # failures counted while this thread waited
+        request.login_kind = "basic"  # for the failure count (user_login_failed)
         user = authenticate(request, username=username, password=password)
         if user is None or not user.is_active:
             raise AuthenticationFailed("invalid username or password")
         basic_cache.put(key, user)
     return user
+
+
+def _cached_basic_user(key: bytes):
+    """The user of a recently verified credential, while their password hash is unchanged."""
+    cached = basic_cache.get(key)
+    if cached is None:
+        return None
+    user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
+    return user if user is not None and user.password == cached[1] else None
 
 
 def _enforce_csrf(request) -> None:

@@ -247,3 +247,25 @@ class UserPreference(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
     )
     time_zone = models.CharField(max_length=64, blank=True)
+
+
+class LoginFailure(models.Model):
+    """A failed sign-in (login page, admin, Basic or token), kept for the admin to look at."""
+
+    class Kind(models.TextChoices):
+        PAGE = "page", "login page"
+        ADMIN = "admin", "admin login"
+        BASIC = "basic", "API Basic"
+        TOKEN = "token", "API token"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    username = models.CharField(max_length=150, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    limit_reached = models.BooleanField(
+        default=False,
+        help_text="This failure reached the per-minute limit: more attempts were refused (429).",
+    )
+
+    class Meta:
+        ordering = ["-at"]

@@ -146,6 +146,10 @@ PSIMEXPORT_MIN_FREE_BYTES = envint("PSIMEXPORT_MIN_FREE_BYTES", 1024**3, minimum
 PSIMEXPORT_MAX_CONCURRENT = envint("PSIMEXPORT_MAX_CONCURRENT", 2, minimum=1)
 # Tasks one user may have queued or running at once (Created + InProgress); 429 beyond.
 PSIMEXPORT_MAX_QUEUED_PER_USER = envint("PSIMEXPORT_MAX_QUEUED_PER_USER", 100, minimum=1)
+# Failed sign-ins per user name and per address in a minute before 429 (exports/throttle.py).
+PSIMEXPORT_LOGIN_FAILURES_PER_MINUTE = envint(
+    "PSIMEXPORT_LOGIN_FAILURES_PER_MINUTE", 10, minimum=1
+)
 PSIMEXPORT_ALLOW_ANONYMOUS = envbool("PSIMEXPORT_ALLOW_ANONYMOUS", False)
 PSIMEXPORT_TRUST_PROXY = envbool("PSIMEXPORT_TRUST_PROXY", False)
 PSIMEXPORT_DEMO = envbool("PSIMEXPORT_DEMO", True)

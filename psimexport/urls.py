@@ -2,9 +2,13 @@ import django_rq.urls
 from django.contrib import admin
 from django.urls import include, path
 
+from exports import login
 from exports.admin.queues import superusers_only_patterns
 
 urlpatterns = [
+    # Both logins with the failed sign-in limits (429 + Retry-After), ahead of Django's own.
+    path("admin/login/", login.admin_login),
+    path("accounts/login/", login.login_page, name="login"),
     # django-rq's views check only the staff flag: the queues are for superusers.
     path(
         "admin/rq/",

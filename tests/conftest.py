@@ -1,4 +1,5 @@
 import os
+import uuid
 
 import django_rq
 import pytest
@@ -38,6 +39,16 @@ def _plain_static_storage(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_login_limits(monkeypatch):
+    """Failed sign-ins of one test never count against the next (fresh counter keys)."""
+    from exports import throttle
+
+    monkeypatch.setattr(throttle, "KEY_PREFIX", f"psimexport:loginfail:{uuid.uuid4().hex}:")
+    throttle.limiter.local.clear()
+    throttle.limiter._redis_down_until = 0.0
 
 
 @pytest.fixture
