@@ -13,15 +13,25 @@ from django.utils import timezone
 
 
 class CameraQuerySet(models.QuerySet):
-    def exportable_by(self, user):
-        """Cameras this user may export: superusers all, others by direct or group grant."""
+    def restrict(self, user):
+        """The one rule of who may export what (as NetBox's RestrictedQuerySet.restrict):
+        enabled cameras, all of them for superusers and the anonymous API caller (when
+        PSIMEXPORT_ALLOW_ANONYMOUS lets one in), else those granted to the user directly or
+        through one of their groups. Nobody else gets any. Pages, API, forms and tasks all
+        filter through here; a single camera is `.restrict(user).filter(...)`, one query.
+        A flat join (not a nested subquery): the hot API paths ask it for one camera per
+        request, and this is the shape the database and the ORM handle fastest.
+        """
+        if getattr(user, "is_api_anonymous", False):
+            return self.filter(enabled=True)
         if user is None or not user.is_authenticated or not user.is_active:
             return self.none()
-        enabled = self.filter(enabled=True)
         if user.is_superuser:
-            return enabled
-        granted = Q(allowed_users=user) | Q(allowed_groups__in=user.groups.all())
-        return enabled.filter(pk__in=Camera.objects.filter(granted).values("pk"))
+            return self.filter(enabled=True)
+        granted = Q(allowed_users=user) | Q(allowed_groups__user=user)
+        return self.filter(granted, enabled=True).distinct()
+
+    exportable_by = restrict  # the name the pages have used; the same rule
 
 
 class Camera(models.Model):
@@ -117,6 +127,16 @@ class Segment(models.Model):
         return self.end - self.start
 
 
+class ExportTaskQuerySet(models.QuerySet):
+    def restrict(self, user):
+        """Tasks this caller may see: every task of a camera Camera.objects.restrict lets them
+        export, not only their own (operators on a shift share evidence work; the camera grant
+        is the access boundary). Superusers also see tasks of disabled cameras."""
+        if getattr(user, "is_superuser", False) and user.is_active:
+            return self.all()
+        return self.filter(camera__in=Camera.objects.restrict(user).values("pk"))
+
+
 class ExportTask(models.Model):
     class State(models.TextChoices):
         CREATED = "Created"
@@ -160,6 +180,8 @@ class ExportTask(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+
+    objects = ExportTaskQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -129,7 +129,7 @@ class TaskFilterForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["camera"].queryset = Camera.objects.exportable_by(user)
+        self.fields["camera"].queryset = Camera.objects.restrict(user)
         self.fields["state"].choices = [("", "All states"), *ExportTask.State.choices]
 
 
@@ -164,7 +164,7 @@ class ExportPageForm(forms.Form):
 
         self.user = user
         self.zone = zone or ZoneInfo("UTC")
-        self.cameras = list(Camera.objects.exportable_by(user))
+        self.cameras = list(Camera.objects.restrict(user))
         self.fields["camera"].choices = [(c.camera_id, c.display_name) for c in self.cameras]
         self.fields["format"].choices = [(f, f) for f in EXPORT_FORMATS]
         self.fields["format"].initial = settings.PSIMEXPORT_CONTAINER_FORMAT

@@ -1,6 +1,6 @@
 """The web pages: cameras with their timelines, the export form, task history and detail.
 
-Thin views: permissions come from Camera.objects.exportable_by and tasks.visible_tasks, export
+Thin views: permissions come from Camera.objects.restrict and tasks.visible_tasks, export
 validation from ExportRequestForm and task changes from the service layer in exports/tasks.py —
 the same code the JSON API runs, so pages and API cannot disagree.
 """
@@ -62,7 +62,7 @@ def render_page(request, template, context, nav=None, status=200):
 
 
 def visible_camera(user, camera_id) -> Camera:
-    return get_object_or_404(Camera.objects.exportable_by(user), camera_id=camera_id)
+    return get_object_or_404(Camera.objects.restrict(user), camera_id=camera_id)
 
 
 # -- cameras ----------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def cameras(request):
     day = _parse_day(request.GET.get("day"))
     start, end = day_window(day, zone) if day else last_day_window(now)
     rows = []
-    for camera in Camera.objects.exportable_by(request.user):
+    for camera in Camera.objects.restrict(request.user):
         coverage = archive.camera_coverage(camera)
         intervals = archive.recorded_intervals(camera, start, end)
         rows.append(

@@ -113,11 +113,11 @@ def test_grant_camera_to_user_then_group_and_revoke(archive_dir):
 
     assert "Granted user alice" in run("grant_camera", "alice", "1", "2")
     assert "Granted group guards" in run("grant_camera", "guards", "2")
-    assert set(Camera.objects.exportable_by(alice)) == set(cameras)
-    assert list(Camera.objects.exportable_by(bob)) == [cameras[1]]
+    assert set(Camera.objects.restrict(alice)) == set(cameras)
+    assert list(Camera.objects.restrict(bob)) == [cameras[1]]
 
     run("grant_camera", "alice", "1", "--revoke")
-    assert list(Camera.objects.exportable_by(alice)) == [cameras[1]]
+    assert list(Camera.objects.restrict(alice)) == [cameras[1]]
 
 
 def test_grant_camera_errors(archive_dir):
