@@ -104,7 +104,7 @@ def read_json_object(request) -> dict:
         raise ApiError("invalid Content-Length", 400) from None
     if declared > MAX_BODY_BYTES:
         raise ApiError(f"request body larger than {MAX_BODY_BYTES // 1024} KiB", 413)
-    raw = request.read(MAX_BODY_BYTES + 1)
+    raw = _read_body(request, declared)
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(f"request body larger than {MAX_BODY_BYTES // 1024} KiB", 413)
     if not raw.strip():
@@ -113,9 +113,30 @@ def read_json_object(request) -> dict:
         data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as failure:
         raise ApiError(f"body is not valid JSON: {failure}", 400) from None
+    except RecursionError:
+        raise ApiError("body is not valid JSON: nested too deeply", 400) from None
     if not isinstance(data, dict):
         raise ApiError(f"body must be a JSON object, not a JSON {_json_type(data)}", 400)
     return data
+
+
+def _read_body(request, declared: int) -> bytes:
+    """Up to MAX_BODY_BYTES + 1 bytes of the body. A chunked body comes with no
+    Content-Length (gunicorn de-chunks it), which Django reads as empty: read the WSGI input
+    itself then. Only when chunked is declared, so a server that does not de-chunk cannot
+    leave us waiting for a body that never ends."""
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if declared or not chunked:
+        return request.read(MAX_BODY_BYTES + 1)
+    stream = request.META["wsgi.input"]
+    parts, size = [], 0
+    while size <= MAX_BODY_BYTES:
+        part = stream.read(MAX_BODY_BYTES + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def _json_type(value) -> str:

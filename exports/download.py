@@ -24,6 +24,9 @@ CONTENT_TYPES = {
 }
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# More digits than any file size needs; int() of thousands of digits is slow (and refused).
+_MAX_DIGITS = 19
+_HUGE = 10**_MAX_DIGITS
 
 
 class DownloadUnavailable(Exception):
@@ -63,7 +66,7 @@ def parse_range(header: str, size: int):
     match = _RANGE.match(header)
     if not match:
         return None
-    first, last = match.groups()
+    first, last = (_position(text) for text in match.groups())
     if first == "" and last == "":
         return None
     if first == "":  # the last N bytes
@@ -78,6 +81,12 @@ def parse_range(header: str, size: int):
     if first >= size:
         return "unsatisfiable"
     return first, last
+
+
+def _position(digits: str):
+    """A byte position; a longer number than any file is only "beyond the end"."""
+    digits = digits.lstrip("0") or ("0" if digits else "")
+    return _HUGE if len(digits) > _MAX_DIGITS else digits
 
 
 def file_response(request, task) -> HttpResponse:

@@ -21,6 +21,23 @@ _PSIM_TIME = re.compile(
 )
 
 
+# Times outside these years are refused: no archive is older than the epoch, and staying
+# far from year 1 and 9999 keeps every later step (offsets, ± 24 h, day windows) from
+# overflowing Python's datetime.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def within_calendar(moment: datetime, text=None) -> datetime:
+    """`moment` if it lies in [EARLIEST, LATEST), else ValueError naming the bounds."""
+    if not EARLIEST <= moment < LATEST:
+        shown = _shorten(text) if isinstance(text, str) else f"{moment:%Y-%m-%d}"
+        raise ValueError(
+            f"{shown!r} is outside the years {EARLIEST.year}-{LATEST.year - 1} this service handles"
+        )
+    return moment
+
+
 def parse_psim_time(value) -> datetime:
     """A PSIM time as an aware UTC datetime; ValueError with a readable message otherwise.
 
@@ -29,9 +46,11 @@ def parse_psim_time(value) -> datetime:
     UTC), or no zone at all (UTC). Seconds may be left out.
     """
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{value:%Y-%m-%d} is outside the calendar") from None
+        return within_calendar(moment)
     if not isinstance(value, str):
         raise ValueError("must be a string such as 2022-06-27T15:10:00Z")
     match = _PSIM_TIME.match(value)
@@ -52,7 +71,11 @@ def parse_psim_time(value) -> datetime:
         )
     except ValueError:
         raise ValueError(f"{_shorten(value)!r} is not a date and time that exists") from None
-    return moment - _zone_offset(parts["zone"])
+    try:
+        moment -= _zone_offset(parts["zone"])
+    except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+        moment = datetime.min.replace(tzinfo=UTC)
+    return within_calendar(moment, value)
 
 
 def _zone_offset(zone: str | None) -> timedelta:
@@ -101,6 +124,10 @@ class CameraIdField(forms.Field):
                 'must be a string such as "1" (or a whole number)', code="invalid"
             )
         value = str(value).strip()
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate such as "\ud800" from JSON
+            raise forms.ValidationError("must be valid Unicode text", code="invalid") from None
         if any(ord(char) < 32 for char in value):
             raise forms.ValidationError("must not contain control characters", code="invalid")
         if len(value) > 64:

@@ -1,15 +1,30 @@
 """Cameras, the index of their recorded segments, export tasks and their audit trail."""
 
 import hashlib
+import re
 import secrets
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# Camera ids go into URLs, file names and log lines: letters, digits and . _ : @ -, starting
+# with a letter or digit. (Cameras made before this rule keep working; they just can't be
+# created any more.)
+CAMERA_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
+
+
+def validate_camera_id(value: str) -> None:
+    if not isinstance(value, str) or not CAMERA_ID_PATTERN.fullmatch(value):
+        raise ValidationError(
+            f"{str(value)[:70]!r} is not a usable camera id: use up to 64 letters, digits and "
+            ". _ : @ -, starting with a letter or digit"
+        )
 
 
 class CameraQuerySet(models.QuerySet):

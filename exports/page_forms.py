@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
 
+from exports.forms import EARLIEST, LATEST, within_calendar
 from exports.models import Camera, ExportTask, UserPreference
 
 # What the browser's datetime-local input sends (seconds optional) and what we fill it with.
@@ -79,6 +80,18 @@ class LocalDateTimeField(forms.DateTimeField):
         return value
 
     def to_python(self, value):
+        try:
+            moment = self._to_utc(value)
+        except OverflowError:  # year 1 east of UTC, year 9999 west of it
+            moment = datetime.min.replace(tzinfo=UTC)
+        if moment is None:
+            return None
+        try:
+            return within_calendar(moment, value if isinstance(value, str) else None)
+        except ValueError as error:
+            raise forms.ValidationError(_sentence(str(error)) + ".", code="out_of_range") from None
+
+    def _to_utc(self, value):
         if isinstance(value, str) and value.strip():
             value = value.strip()
             # An explicit instant (e.g. "...Z" from a timeline link) is taken as is.
@@ -100,7 +113,6 @@ class LocalDateTimeField(forms.DateTimeField):
                 code="nonexistent",
             )
         return local.astimezone(UTC)
-
 
     def _parse_naive(self, text: str) -> datetime:
         # Fractions of a second are accepted (and kept) like the API's times.
@@ -131,6 +143,26 @@ class TaskFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["camera"].queryset = Camera.objects.restrict(user)
         self.fields["state"].choices = [("", "All states"), *ExportTask.State.choices]
+
+    def clean_day(self):
+        day = self.cleaned_data.get("day")
+        if day is not None and not page_day_in_range(day):
+            raise forms.ValidationError("No exports that long ago or that far ahead.")
+        return day
+
+
+def page_day_in_range(day: date) -> bool:
+    """A day whose local window (in any zone, ± one day) stays inside the calendar bounds."""
+    return EARLIEST.date() < day < (LATEST.date() - timedelta(days=2))
+
+
+def parse_page_day(value) -> date | None:
+    """?day=YYYY-MM-DD of the pages; None when missing, malformed or out of range."""
+    try:
+        day = date.fromisoformat(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+    return day if day is not None and page_day_in_range(day) else None
 
 
 class ExportPageForm(forms.Form):

@@ -6,7 +6,8 @@ from exports import views
 
 urlpatterns = [
     path("", views.cameras, name="cameras"),
-    path("cameras/<str:camera_id>/thumbnail.jpg", views.camera_thumbnail, name="camera-thumbnail"),
+    # <path:>: ids from before camera ids were limited may hold a "/" and must still link.
+    path("cameras/<path:camera_id>/thumbnail.jpg", views.camera_thumbnail, name="camera-thumbnail"),
     path("export/", views.export, name="export"),
     path("export/preview/", views.export_preview, name="export-preview"),
     path("tasks/", views.task_list, name="tasks"),

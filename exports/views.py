@@ -8,6 +8,7 @@ the same code the JSON API runs, so pages and API cannot disagree.
 from __future__ import annotations
 
 import io
+import re
 import uuid
 import zipfile
 from datetime import date, datetime, timedelta
@@ -34,6 +35,7 @@ from exports.page_forms import (
     ExportPageForm,
     PreferencesForm,
     TaskFilterForm,
+    parse_page_day,
     to_local_input,
     user_zone,
 )
@@ -72,7 +74,7 @@ def visible_camera(user, camera_id) -> Camera:
 def cameras(request):
     zone = user_zone(request.user)
     now = timezone.now()
-    day = _parse_day(request.GET.get("day"))
+    day = parse_page_day(request.GET.get("day"))
     start, end = day_window(day, zone) if day else last_day_window(now)
     rows = []
     for camera in Camera.objects.restrict(request.user):
@@ -97,13 +99,6 @@ def cameras(request):
         "today": today,
     }
     return render_page(request, "exports/cameras.html", context, nav="cameras")
-
-
-def _parse_day(value):
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 @login_required
@@ -236,18 +231,22 @@ def _quick_range(post, zone) -> dict:
     }
     quick = post["quick"]
     now = timezone.now().replace(microsecond=0)
-    if quick.startswith("last-") and quick[5:].isdigit():
-        initial["start"] = now - timedelta(minutes=int(quick[5:]))
+    last = re.fullmatch(r"last-([0-9]{1,6})", quick)  # ASCII digits only ("²" is a digit too)
+    if last and 0 < int(last.group(1)) <= MAX_QUICK_MINUTES:
+        initial["start"] = now - timedelta(minutes=int(last.group(1)))
         initial["end"] = now
     elif quick == "around":
         center = _lenient_time(post.get("start"), zone) or now
-        try:
-            minutes = int(post.get("around") or 5)
-        except ValueError:
-            minutes = 5
+        minutes = post.get("around") or "5"
+        minutes = int(minutes) if re.fullmatch(r"[0-9]{1,4}", minutes) else 5
+        minutes = min(minutes, MAX_QUICK_MINUTES)
         initial["start"] = center - timedelta(minutes=minutes)
         initial["end"] = center + timedelta(minutes=minutes)
     return initial
+
+
+# Quick ranges never reach further than a week (odd values are ignored, not a crash).
+MAX_QUICK_MINUTES = 7 * 24 * 60
 
 
 def _preview(form) -> dict | None:

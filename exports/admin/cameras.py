@@ -10,13 +10,19 @@ from django.utils.html import format_html
 
 from exports.admin.readonly import ReadOnlyAdmin
 from exports.archive import ArchiveError, camera_zone, index_camera, validate_pattern
-from exports.models import Camera, Segment
+from exports.models import Camera, Segment, validate_camera_id
 
 
 class CameraForm(forms.ModelForm):
     class Meta:
         model = Camera
         fields = "__all__"
+
+    def clean_camera_id(self):
+        camera_id = self.cleaned_data["camera_id"]
+        if self.instance.pk is None or camera_id != self.instance.camera_id:
+            validate_camera_id(camera_id)
+        return camera_id
 
     def clean_archive_path(self):
         path = Path(self.cleaned_data["archive_path"]).expanduser()

@@ -1,9 +1,10 @@
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from exports.archive import ArchiveError, camera_zone, index_camera, validate_pattern
-from exports.models import Camera
+from exports.models import Camera, validate_camera_id
 
 
 class Command(BaseCommand):
@@ -30,6 +31,11 @@ class Command(BaseCommand):
             raise CommandError(f"{archive_path}: no such directory")
         camera = Camera.objects.filter(camera_id=camera_id).first() or Camera(camera_id=camera_id)
         created = camera.pk is None
+        if created:
+            try:
+                validate_camera_id(camera_id)
+            except ValidationError as error:
+                raise CommandError(error.messages[0]) from None
         camera.archive_path = str(path.resolve())
         for option, attribute in (
             ("name", "name"), ("source_name", "source_name"), ("layout", "layout"),
