@@ -141,6 +141,8 @@ def _errors(*codes):
         410: "Deleted or expired",
         413: "Body over 64 KiB",
         416: "Range not satisfiable",
+        429: "Too many queued tasks for this caller (create), or too many failed sign-ins for "
+        "this user name or address (any authenticated call; Retry-After says when to retry)",
         503: "Job queue unavailable",
         507: "Not enough disk for exports",
     }
@@ -173,7 +175,7 @@ def document(request=None) -> dict:
                     "requestBody": {"required": True, "content": {"application/json": {"schema": CREATE_BODY}}},
                     "responses": {
                         "200": {"description": "Task created", "content": _json("Created")},
-                        **_errors(400, 401, 403, 404, 405, 413, 503, 507),
+                        **_errors(400, 401, 403, 404, 405, 413, 429, 503, 507),
                     },
                 }
             },
@@ -183,7 +185,7 @@ def document(request=None) -> dict:
                     "parameters": [TASK_ID_QUERY],
                     "responses": {
                         "200": {"description": "Task status", "content": _json("Status")},
-                        **_errors(400, 401, 404),
+                        **_errors(400, 401, 404, 429),
                     },
                 }
             },
@@ -209,7 +211,7 @@ def document(request=None) -> dict:
                         },
                         "206": {"description": "Part of the file (Content-Range)"},
                         "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
-                        **_errors(400, 401, 404, 409, 410, 416),
+                        **_errors(400, 401, 404, 409, 410, 416, 429),
                     },
                 }
             },
@@ -222,7 +224,7 @@ def document(request=None) -> dict:
                     },
                     "responses": {
                         "200": {"description": "State Cancelled or Deleted", "content": _json("Status")},
-                        **_errors(400, 401, 403, 404, 413),
+                        **_errors(400, 401, 403, 404, 413, 429),
                     },
                 }
             },
@@ -235,7 +237,7 @@ def document(request=None) -> dict:
                     ],
                     "responses": {
                         "200": {"description": "Cameras", "content": _json("Cameras")},
-                        **_errors(400, 401),
+                        **_errors(400, 401, 429),
                     },
                 }
             },
