@@ -12,9 +12,14 @@ from django.conf import settings
 
 from exports.models import Camera, ExportTask, UserPreference
 
-# What the browser's datetime-local input sends (seconds optional) and what we fill it with.
+# What the time fields accept (seconds optional, "T" or a space) and what we fill them with.
 LOCAL_INPUT_FORMATS = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
-LOCAL_VALUE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+LOCAL_VALUE_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A plain text field, not datetime-local: that one shows AM/PM in some browser locales, while
+# every other time in the app is 24-hour. The pattern marks a typo (novalidate: the server
+# says what is wrong), the placeholder shows the format.
+LOCAL_INPUT_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+LOCAL_INPUT_HINT = "YYYY-MM-DD HH:MM:SS"
 
 
 def user_zone(user) -> ZoneInfo:
@@ -65,7 +70,11 @@ class LocalDateTimeField(forms.DateTimeField):
     """A wall-clock time with seconds in the user's zone, cleaned to an aware UTC datetime."""
 
     widget = forms.DateTimeInput(
-        attrs={"type": "datetime-local", "step": "1"}, format=LOCAL_VALUE_FORMAT
+        attrs={
+            "type": "text", "pattern": LOCAL_INPUT_PATTERN, "placeholder": LOCAL_INPUT_HINT,
+            "autocomplete": "off", "spellcheck": "false", "size": "19",
+        },
+        format=LOCAL_VALUE_FORMAT,
     )
     input_formats = LOCAL_INPUT_FORMATS
 
