@@ -156,13 +156,20 @@ class ExportPageForm(forms.Form):
     camera = forms.MultipleChoiceField(
         label="Cameras", widget=forms.CheckboxSelectMultiple,
         help_text="Pick several to export the same range from each, as one batch.",
-        error_messages={"required": "Choose at least one camera."},
+        error_messages={
+            "required": "Choose at least one camera.",
+            # The API's wording, so both say the same (and neither tells "absent" from "not yours").
+            "invalid_choice": "'%(value)s' is not a camera you may export.",
+        },
     )
     start = LocalDateTimeField(label="From", error_messages={"required": "Enter the start."})
     end = LocalDateTimeField(
         label="To", required=False, help_text="Leave empty for “up to the last recording”."
     )
-    format = forms.ChoiceField(label="Format", required=False)
+    format = forms.ChoiceField(
+        label="Format", required=False,
+        error_messages={"invalid_choice": "'%(value)s' is not a known format."},
+    )
     around = forms.TypedChoiceField(
         label="Around From", choices=AROUND_CHOICES, coerce=int, required=False, initial=5
     )
