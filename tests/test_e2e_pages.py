@@ -27,7 +27,8 @@ from rq.timeouts import TimerDeathPenalty
 from exports.archive import index_camera
 from exports.media import synth
 from exports.media.synth import SegmentSpec, frigate_path, write_segment
-from exports.models import Camera, ExportTask, UserPreference
+from exports.models import AuditEvent, Camera, ExportTask, UserPreference
+from exports.tasks import record_audit
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -357,3 +358,56 @@ def expect_text(locator, text):
 
     expect(locator).to_contain_text(text)
 
+
+
+def test_admin_lists_are_not_cut_off_on_a_laptop_or_a_phone(site, page):
+    url, camera = site["url"], site["camera"]
+    User.objects.create_superuser("chief", password=PASSWORD)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for number in range(3):
+        task = ExportTask.objects.create(
+            camera=camera, requested_from=now, start=now - timedelta(seconds=17 + number),
+            end=now, format="mp4", requested_by=site["user"], source=ExportTask.Source.API,
+            state=State.READY, percents=100, size=123_456_789,
+        )
+        record_audit(task, AuditEvent.Action.DOWNLOAD, site["user"], "2001:db8::1234:5678:9abc")
+    page.goto(url + "/admin/login/?next=/admin/exports/exporttask/")
+    page.get_by_label("Username").fill("chief")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/admin/exports/exporttask/")
+    assert page.title().startswith("Export tasks |") and "/admin/rq/" not in page.title()
+    for width, height, name in ((1366, 768, "admin-tasks-1366"), (390, 844, "admin-tasks-phone")):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(url + "/admin/exports/exporttask/")
+        shot(page, name)
+        measure = page.evaluate(
+            """() => {
+              const table = document.querySelector('#result_list');
+              const box = table.closest('.results').getBoundingClientRect();
+              const right = (name) => table.querySelector('thead th.column-' + name).getBoundingClientRect().right;
+              return {page: document.documentElement.scrollWidth, box: box.right,
+                      last: right('created_at'), state: right('state')};
+            }"""
+        )
+        assert measure["page"] <= width, measure  # the page itself never scrolls sideways
+        # Every column fits a laptop; on a phone at least what tells tasks apart (id, camera,
+        # range, state) is on screen, the rest is on each task's page.
+        assert measure["last" if width > 1000 else "state"] <= measure["box"] + 1, measure
+    # Times with seconds: a 17 s export does not show the same start and end.
+    assert page.locator("td.field-time_range").first.inner_text().count(":") == 4
+
+    # The other lists fit a laptop too.
+    page.set_viewport_size({"width": 1366, "height": 768})
+    for path in ("camera", "auditevent", "segment"):
+        page.goto(f"{url}/admin/exports/{path}/")
+        fits = page.evaluate(
+            """() => {
+              const table = document.querySelector('#result_list');
+              const box = table.closest('.results').getBoundingClientRect();
+              const last = [...table.querySelectorAll('thead th')].pop().getBoundingClientRect();
+              return last.right <= box.right + 1;
+            }"""
+        )
+        shot(page, f"admin-{path}-1366")
+        assert fits, path
