@@ -9,4 +9,3 @@ from exports.admin import cameras, tasks  # noqa: F401
 admin.site.enable_nav_sidebar = False
 admin.site.site_header = "psimexport administration"
 admin.site.site_title = "psimexport admin"
-admin.site.index_title = "Cameras, exports and their audit trail"
