@@ -279,6 +279,10 @@ def test_operator_exports_watches_progress_downloads_cancels_retries_deletes(sit
     expect_text(page.locator("article.detail"), task.sha256)
     page.wait_for_function("document.querySelector('video').readyState >= 1", timeout=30_000)
     shot(page, "task-detail")
+    # The history's download is the one download; the player's requests are one view.
+    audited = AuditEvent.objects.filter(task_id=task.id)
+    assert audited.filter(action="download").count() == 1
+    assert audited.filter(action="view").count() == 1
 
     # Cancel an export that is waiting for the worker, then retry it and watch it finish.
     worker.pause()
