@@ -11,6 +11,7 @@ import os
 import threading
 import time
 import uuid
+import zipfile
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -415,3 +416,35 @@ def test_admin_lists_are_not_cut_off_on_a_laptop_or_a_phone(site, page):
         )
         shot(page, f"admin-{path}-1366")
         assert fits, path
+
+
+def test_batch_header_and_zip_link_follow_the_exports_live(site, page, worker):
+    url, blocks, first = site["url"], site["blocks"], site["camera"]
+    second = Camera.objects.create(
+        camera_id="2", name="Back door", archive_path=first.archive_path,
+        source_name="front_door", layout="frigate",
+    )
+    index_camera(second)
+    second.allowed_users.add(site["user"])
+    log_in(page, url)
+    start = blocks[2][0] + timedelta(minutes=3, seconds=5)
+
+    worker.pause()
+    page.goto(f"{url}/export/?camera=1&camera=2")
+    fill_export(page, start, start + timedelta(seconds=4))
+    page.get_by_role("button", name="Export", exact=True).click()
+    page.wait_for_url("**/tasks/?batch=*")
+    head = page.locator("tr.batch-head")
+    expect_text(head, "Batch of 2 · 0 ready")
+    assert head.get_by_role("link", name="Download all as zip").count() == 0
+    page.evaluate("window.__sameDocument = true")
+
+    worker.resume()
+    expect_text(page.locator("tr.batch-head"), "Batch of 2 · 2 ready")
+    zip_link = page.locator("tr.batch-head").get_by_role("link", name="Download all as zip")
+    assert page.evaluate("window.__sameDocument") is True  # updated in place, no reload
+    with page.expect_download() as download_info:
+        zip_link.click()
+    saved = Path(download_info.value.path())
+    with zipfile.ZipFile(saved) as archive_zip:
+        assert len(archive_zip.namelist()) == 2
