@@ -146,7 +146,8 @@ class FormatField(forms.Field):
         fmt = value.strip().lower().lstrip(".")
         if fmt not in EXPORT_FORMATS:
             raise forms.ValidationError(
-                f"unknown format {_shorten(value)!r}; choose one of {', '.join(EXPORT_FORMATS)}",
+                f"{_shorten(value)!r} is not a known format; choose one of "
+                f"{', '.join(EXPORT_FORMATS)}",
                 code="invalid",
             )
         return fmt
@@ -181,7 +182,9 @@ class ExportRequestForm(forms.Form):
         camera = exportable_camera(self.user, camera_id)
         if camera is None:
             # Same answer for "does not exist" and "not yours": don't reveal which.
-            raise forms.ValidationError(f"no such camera {_shorten(camera_id)!r}", code="not_found")
+            raise forms.ValidationError(
+                f"{_shorten(camera_id)!r} is not a camera you may export", code="not_found"
+            )
         return camera
 
     def clean_format(self):

@@ -224,6 +224,7 @@ class AuditEvent(models.Model):
         FINISH = "finish"
         FAIL = "fail"
         DOWNLOAD = "download"
+        VIEW = "view"  # played in the page's player: seen, not taken away
         CANCEL = "cancel"
         DELETE = "delete"
         EXPIRE = "expire"

@@ -54,7 +54,11 @@ STATUS = {
         "From": TIME,
         "To": TIME,
         "ArchiveTaskId": {"type": "string", "format": "uuid"},
-        "Percents": {"type": "integer", "minimum": 0, "maximum": 100},
+        "Percents": {
+            "type": "integer", "minimum": 0, "maximum": 100,
+            "description": "100 only while the file can be downloaded (ReadyForDownload); "
+            "Failed/Cancelled: how far the run got (at most 99); Deleted: 0.",
+        },
         "Url": {
             "type": ["string", "null"],
             "description": "Signed link, valid without credentials until `expires`; null until ready.",

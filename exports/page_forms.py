@@ -13,9 +13,14 @@ from django.conf import settings
 from exports.forms import EARLIEST, LATEST, within_calendar
 from exports.models import Camera, ExportTask, UserPreference
 
-# What the browser's datetime-local input sends (seconds optional) and what we fill it with.
+# What the time fields accept (seconds optional, "T" or a space) and what we fill them with.
 LOCAL_INPUT_FORMATS = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
-LOCAL_VALUE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+LOCAL_VALUE_FORMAT = "%Y-%m-%d %H:%M:%S"
+# A plain text field, not datetime-local: that one shows AM/PM in some browser locales, while
+# every other time in the app is 24-hour. The pattern marks a typo (novalidate: the server
+# says what is wrong), the placeholder shows the format.
+LOCAL_INPUT_PATTERN = r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+LOCAL_INPUT_HINT = "YYYY-MM-DD HH:MM:SS"
 
 
 def user_zone(user) -> ZoneInfo:
@@ -66,7 +71,11 @@ class LocalDateTimeField(forms.DateTimeField):
     """A wall-clock time with seconds in the user's zone, cleaned to an aware UTC datetime."""
 
     widget = forms.DateTimeInput(
-        attrs={"type": "datetime-local", "step": "1"}, format=LOCAL_VALUE_FORMAT
+        attrs={
+            "type": "text", "pattern": LOCAL_INPUT_PATTERN, "placeholder": LOCAL_INPUT_HINT,
+            "autocomplete": "off", "spellcheck": "false", "size": "19",
+        },
+        format=LOCAL_VALUE_FORMAT,
     )
     input_formats = LOCAL_INPUT_FORMATS
 
@@ -179,13 +188,20 @@ class ExportPageForm(forms.Form):
     camera = forms.MultipleChoiceField(
         label="Cameras", widget=forms.CheckboxSelectMultiple,
         help_text="Pick several to export the same range from each, as one batch.",
-        error_messages={"required": "Choose at least one camera."},
+        error_messages={
+            "required": "Choose at least one camera.",
+            # The API's wording, so both say the same (and neither tells "absent" from "not yours").
+            "invalid_choice": "'%(value)s' is not a camera you may export.",
+        },
     )
     start = LocalDateTimeField(label="From", error_messages={"required": "Enter the start."})
     end = LocalDateTimeField(
         label="To", required=False, help_text="Leave empty for “up to the last recording”."
     )
-    format = forms.ChoiceField(label="Format", required=False)
+    format = forms.ChoiceField(
+        label="Format", required=False,
+        error_messages={"invalid_choice": "'%(value)s' is not a known format."},
+    )
     around = forms.TypedChoiceField(
         label="Around From", choices=AROUND_CHOICES, coerce=int, required=False, initial=5
     )

@@ -415,12 +415,25 @@ def public_error_message(task) -> str:
     return _ABSOLUTE_DIRS.sub("", message)
 
 
+def reported_percents(task) -> int:
+    """`Percents` as a PSIM client reads it: 100 means "the file is there to download".
+
+    So only a ready task says 100; a queued, running, failed or cancelled one says how far its
+    run got, at most 99; a deleted (or expired) one says 0, as there is nothing left to fetch.
+    """
+    if task.state == State.READY:
+        return 100
+    if task.state == State.DELETED:
+        return 0
+    return min(int(task.percents), 99)
+
+
 def task_status_dict(task, request) -> dict:
     """The PSIM status JSON of a task."""
     from exports.forms import format_psim_time
 
     return {
-        "Percents": int(task.percents),
+        "Percents": reported_percents(task),
         "Url": signed_download_url(task, request),
         "CameraId": task.camera.camera_id,
         "From": format_psim_time(task.start),

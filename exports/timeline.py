@@ -65,8 +65,15 @@ def build_timeline(
     end: datetime,
     zone: ZoneInfo,
     now: datetime,
+    first_recording: datetime | None = None,
+    live_edge: timedelta = timedelta(0),
 ) -> Timeline:
-    """Place recorded `intervals` (sorted, UTC) and the gaps between them inside [start, end)."""
+    """Place recorded `intervals` (sorted, UTC) and the gaps between them inside [start, end).
+
+    A gap is time the camera should have recorded and did not: not the time before its
+    `first_recording` (it was not recording yet), and not the last `live_edge` before `now`
+    when the recording reaches into it (the segment being written is not indexed yet).
+    """
     total = (end - start).total_seconds()
 
     def span(a: datetime, b: datetime) -> Span:
@@ -82,7 +89,11 @@ def build_timeline(
 
     # Gaps are only meaningful up to now: the future is not "missing".
     horizon = min(end, now)
-    gaps, cursor = [], start
+    if recorded and horizon - recorded[-1].end <= live_edge:
+        horizon = min(horizon, recorded[-1].end)
+    if first_recording is None:
+        first_recording = recorded[0].start if recorded else horizon
+    gaps, cursor = [], max(start, first_recording)
     for piece in recorded:
         if piece.start > cursor and cursor < horizon:
             gaps.append(span(cursor, min(piece.start, horizon)))

@@ -80,13 +80,11 @@ def cameras(request):
     for camera in Camera.objects.restrict(request.user):
         coverage = archive.camera_coverage(camera)
         intervals = archive.recorded_intervals(camera, start, end)
-        rows.append(
-            {
-                "camera": camera,
-                "coverage": coverage,
-                "timeline": build_timeline(intervals, start, end, zone, now),
-            }
+        timeline = build_timeline(
+            intervals, start, end, zone, now,
+            first_recording=coverage["first"], live_edge=_live_edge(camera),
         )
+        rows.append({"camera": camera, "coverage": coverage, "timeline": timeline})
     today = now.astimezone(zone).date()
     shown = day or today
     context = {
@@ -99,6 +97,12 @@ def cameras(request):
         "today": today,
     }
     return render_page(request, "exports/cameras.html", context, nav="cameras")
+
+
+def _live_edge(camera) -> timedelta:
+    """How far behind now the index may lag while the camera is still recording: the segment
+    being written is indexed when it is complete."""
+    return timedelta(seconds=max(60.0, 2 * (camera.max_segment_seconds or 0)))
 
 
 @login_required
@@ -169,8 +173,9 @@ def export(request):
                 )
             )
         except tasks.TaskRefused as refused:
+            message = _refusal_for_page(refused, cleaned, zone)
             name = cleaned["camera"].display_name
-            form.add_error(None, f"{name}: {refused.message}" if batch else refused.message)
+            form.add_error(None, f"{name}: {message}" if batch else message)
     if not created:
         return _render_export(request, form, preview=_preview(form))
     if form.non_field_errors():
@@ -179,6 +184,29 @@ def export(request):
     messages.success(request, f"Queued {noun}. Progress updates below.")
     target = reverse("tasks")
     return redirect(f"{target}?batch={batch}" if batch else target)
+
+
+def _refusal_for_page(refused, cleaned, zone) -> str:
+    """The service's refusal, with its times in the zone the user typed them in.
+
+    The service words "no recording" (404) in UTC, as the API answers; a page user typed local
+    times, so the page says it again in their zone.
+    """
+    if refused.status != 404:
+        return _sentence(refused.message)
+    start, end = cleaned["start"], cleaned["end"]
+    where = zone.key
+    if end is None:
+        return f"No recording after {start.astimezone(zone):%Y-%m-%d %H:%M:%S} {where}."
+    return (
+        f"No recording between {start.astimezone(zone):%Y-%m-%d %H:%M:%S} and "
+        f"{end.astimezone(zone):%Y-%m-%d %H:%M:%S} {where}."
+    )
+
+
+def _sentence(message: str) -> str:
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
 
 
 def _render_export(request, form, preview=None):
@@ -329,7 +357,7 @@ def task_list(request):
     context = {
         "form": form,
         "page_obj": page_obj,
-        "rows": _group_batches(list(page_obj.object_list)),
+        "rows": _group_batches(request.user, list(page_obj.object_list)),
         "query": query.urlencode(),
         "batch": batch,
         "next_url": request.get_full_path(),
@@ -338,17 +366,24 @@ def task_list(request):
     return render_page(request, "exports/tasks.html", context, nav="tasks")
 
 
-def _group_batches(page_tasks):
+def batch_summaries(user, batch_ids) -> dict:
+    """{batch: {"batch", "total", "ready"}} counting only the tasks `user` may see, so the
+    header and its zip link never speak of cameras the user cannot export."""
+    if not batch_ids:
+        return {}
+    counts = (
+        tasks.visible_tasks(user)
+        .filter(batch__in=batch_ids)
+        .order_by()
+        .values("batch")
+        .annotate(total=Count("id"), ready=Count("id", filter=Q(state=ExportTask.State.READY)))
+    )
+    return {row["batch"]: row for row in counts}
+
+
+def _group_batches(user, page_tasks):
     """Rows for the table, with a header row before the first task of each batch."""
-    batch_ids = {t.batch for t in page_tasks if t.batch}
-    summary = {}
-    if batch_ids:
-        counts = (
-            ExportTask.objects.filter(batch__in=batch_ids)
-            .values("batch")
-            .annotate(total=Count("id"), ready=Count("id", filter=Q(state=ExportTask.State.READY)))
-        )
-        summary = {row["batch"]: row for row in counts}
+    summary = batch_summaries(user, {t.batch for t in page_tasks if t.batch})
     rows, seen = [], set()
     for task in page_tasks:
         head = None
@@ -374,12 +409,14 @@ def task_progress(request):
     next_url = request.GET.get("next") or reverse("tasks")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = reverse("tasks")
-    result = []
+    result, batch_ids = [], set()
     for task in tasks.visible_tasks(request.user).filter(id__in=ids):
+        if task.batch:
+            batch_ids.add(task.batch)
         item = {
             "id": str(task.id),
             "state": task.state,
-            "percents": int(task.percents),
+            "percents": tasks.reported_percents(task),
             "active": task.is_active,
             "label": task.get_state_display(),
         }
@@ -390,15 +427,30 @@ def task_progress(request):
                 request=request,
             )
         result.append(item)
-    return JsonResponse({"tasks": result})
+    # The batch headers of the polled tasks, so "Batch of 2 · 1 ready" and its zip link follow.
+    batches = [
+        {
+            "id": str(batch),
+            "html": render_to_string("exports/_batch_head.html", {"head": head}, request=request),
+        }
+        for batch, head in batch_summaries(request.user, batch_ids).items()
+    ]
+    return JsonResponse({"tasks": result, "batches": batches})
 
 
 @page
 def task_detail(request, task_id):
     task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
     events = AuditEvent.objects.filter(task_id=task.id).select_related("user")[:100]
+    # Every run writes a "start" event; task.attempts counts only the current try (the
+    # stuck-task recovery's budget) and starts again at 0 on retry.
+    runs = AuditEvent.objects.filter(task_id=task.id, action=AuditEvent.Action.START).count()
     context = {
         "task": task,
+        "runs": max(runs, task.attempts),
+        "retries": AuditEvent.objects.filter(task_id=task.id, action=AuditEvent.Action.RETRY).count(),
+        "percents": tasks.reported_percents(task),
+        "player_url": f"{reverse('task-play', args=[task.id])}?v={uuid.uuid4().hex}",
         "events": events if request.user.is_staff else None,
         "gaps": _gaps_for_display(task.gaps),
         "duration": (task.end - task.start).total_seconds(),
@@ -431,11 +483,27 @@ def _gaps_for_display(gaps):
     return shown
 
 
+# Cancel and delete stop or remove evidence: a POST without `confirmed` shows what would
+# happen and asks again (pages.js asks with a dialog instead and sends `confirmed` at once).
+CONFIRM = {
+    "cancel_task": ("Cancel this export?", "It stops and its partial file is removed. You can retry it later."),
+    "delete_task": ("Delete this export?", "Its file is removed for everyone who can see it. The audit trail keeps the record."),
+}
+
+
 def _task_action(service):
     @page
     @require_POST
     def view(request, task_id):
         task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+        question = CONFIRM.get(service.__name__)
+        if question and not request.POST.get("confirmed"):
+            context = {
+                "task": task, "question": question[0], "consequence": question[1],
+                "action": request.path, "next_url": _safe_next(request) or "",
+                "back_url": _safe_next(request) or reverse("task-detail", args=[task.id]),
+            }
+            return render_page(request, "exports/confirm.html", context, nav="tasks")
         try:
             task = service(task, request.user, client_addr(request))
         except tasks.TaskRefused as refused:
@@ -467,6 +535,31 @@ def task_download(request, task_id):
     # A <video> asks for many ranges; only a request from the first byte is a download.
     if response.status_code in (200, 206) and request.method == "GET" and _from_first_byte(request):
         tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request))
+    return response
+
+
+@login_required
+def task_play(request, task_id):
+    """The file for the detail page's <video>: a view, not a download.
+
+    A player asks for many ranges, and again for the start after a seek, so the view is
+    audited once per page load: the page gives each player its own `v` token.
+    """
+    task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+    try:
+        response = download.file_response(request, task)
+    except download.DownloadUnavailable as unavailable:
+        return JsonResponse({"ErrorMessage": unavailable.message}, status=unavailable.status)
+    response["Content-Disposition"] = "inline"
+    token = str(request.GET.get("v", ""))[:64]
+    if response.status_code in (200, 206) and request.method == "GET":
+        seen = AuditEvent.objects.filter(
+            task_id=task.id, action=AuditEvent.Action.VIEW, detail__player=token
+        )
+        if not seen.exists():
+            tasks.record_audit(
+                task, AuditEvent.Action.VIEW, request.user, client_addr(request), player=token
+            )
     return response
 
 

@@ -23,6 +23,15 @@ def manage(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
 
 
+def manage_lines(*args: str, env: dict) -> list[str]:
+    """Like manage(), but keep what the command prints (for the closing banner)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True,
+        stdout=subprocess.PIPE, text=True,
+    )
+    return done.stdout.splitlines()
+
+
 class Supervisor:
     def __init__(self, env: dict):
         self.env = env
@@ -78,7 +87,7 @@ def main() -> int:
 
     manage("migrate", "--noinput", env=env)
     manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
-    manage("ensure_superuser", env=env)
+    login_lines = manage_lines("ensure_superuser", env=env)
     manage("demo_archive", "--auto", env=env)
 
     redis = None
@@ -113,9 +122,15 @@ def main() -> int:
             "--graceful-timeout", "20", "--access-logfile", "-",
         )
         if wait_for_port(settings.HOST, settings.PORT, supervisor):
+            from psimexport.banner import banner, wait_until_serving
+
             host = f"[{settings.HOST}]" if ":" in settings.HOST else settings.HOST
-            print(f"\npsimexport is running at http://{host}:{settings.PORT}/ "
-                  f"(admin: http://{host}:{settings.PORT}/admin/). Ctrl-C stops it.\n", flush=True)
+            connect = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(settings.HOST, host)
+            wait_until_serving(
+                f"http://{connect}:{settings.PORT}/", settings.PSIMEXPORT_MAX_CONCURRENT,
+                alive=lambda: not supervisor.stopping,
+            )
+            print(banner(f"http://{host}:{settings.PORT}/", login_lines), flush=True)
         while not supervisor.stopping:
             exited = supervisor.first_exited()
             if exited and exited[0] != "demo":

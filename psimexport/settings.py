@@ -39,6 +39,7 @@ except (ZoneInfoNotFoundError, ValueError):
 USE_TZ = True
 USE_I18N = False
 LANGUAGE_CODE = "en-us"
+FORMAT_MODULE_PATH = ["psimexport.formats"]  # 24-hour times with seconds in the admin
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -1,6 +1,7 @@
 """The web pages: login, permissions (404, invisible), CSRF, timeline, thumbnail, export form,
 preview, history with pagination/filters/live progress, actions, downloads and batch zips."""
 
+import html
 import io
 import os
 import re
@@ -209,10 +210,33 @@ def test_timeline_geometry_on_a_dst_day():
     start, end = day_window(datetime(2026, 3, 29).date(), zone)
     assert (end - start) == timedelta(hours=23)
     recorded = [(start + timedelta(hours=1), start + timedelta(hours=2))]
-    timeline = build_timeline(recorded, start, end, zone, now=end + timedelta(days=1))
+    timeline = build_timeline(
+        recorded, start, end, zone, now=end + timedelta(days=1),
+        first_recording=start - timedelta(days=1),
+    )
     assert timeline.recorded[0].width == pytest.approx(100 / 23, abs=0.001)
     assert [gap.seconds for gap in timeline.gaps] == [3600, 21 * 3600]
     assert [tick.label for tick in timeline.ticks][:3] == ["00:00", "03:00", "06:00"]
+
+
+def test_timeline_gaps_leave_out_before_the_first_recording_and_the_live_edge():
+    zone = ZoneInfo("UTC")
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    start, end = now - timedelta(hours=24), now + timedelta(minutes=1)
+    first = now - timedelta(hours=2)
+    recorded = [(first, now - timedelta(hours=1)), (now - timedelta(minutes=30), now - timedelta(seconds=20))]
+    timeline = build_timeline(
+        recorded, start, end, zone, now, first_recording=first, live_edge=timedelta(minutes=1)
+    )
+    # Only the half hour between the two recordings: not the 22 h before the camera's first
+    # recording, not the 20 s of the segment being written.
+    assert [(gap.start, gap.seconds) for gap in timeline.gaps] == [(now - timedelta(hours=1), 1800)]
+    # A camera that stopped longer ago than the live edge does have a trailing gap.
+    stale = build_timeline(
+        recorded, start, end, zone, now + timedelta(minutes=10), first_recording=first,
+        live_edge=timedelta(minutes=1),
+    )
+    assert len(stale.gaps) == 2
 
 
 def test_thumbnail_is_the_latest_frame_and_cached(alice, cameras, settings, tmp_path, monkeypatch):
@@ -245,10 +269,10 @@ def test_form_prefilled_from_a_timeline_link_in_the_user_zone(alice, users):
     start = datetime(2026, 11, 20, 10, 0, 13, tzinfo=UTC)
     page = alice.get("/export/", {"camera": "1", "from": "2026-11-20T10:00:13Z", "to": "2026-11-20T10:00:41Z"})
     text = page.content.decode()
-    assert 'value="2026-11-20T11:00:13"' in text  # Berlin is UTC+1 in November
-    assert 'value="2026-11-20T11:00:41"' in text
+    assert 'value="2026-11-20 11:00:13"' in text  # Berlin is UTC+1 in November
+    assert 'value="2026-11-20 11:00:41"' in text
     assert "2026-11-20 10:00:13 UTC" in text  # the UTC equivalent next to the field
-    assert 'step="1"' in text and 'type="datetime-local"' in text
+    assert 'type="text"' in text and 'type="datetime-local"' not in text  # 24-hour everywhere
     assert re.search(r'value="1"[^>]*checked|checked[^>]*value="1"', text)
     assert start  # the instant round-trips through the zone
 
@@ -298,7 +322,8 @@ def test_format_defaults_to_the_setting(alice, settings):
         ({"start": BASE + 5 * SECOND, "end": BASE + 2 * SECOND}, "end", "Must be after From"),
         ({"start": BASE, "end": BASE + timedelta(hours=30)}, "end", "longer than the 24 hours"),
         ({"start": "yesterday"}, "start", "Enter a valid date/time"),
-        ({"camera": "2"}, "camera", "Select a valid choice"),  # not hers: as if it did not exist
+        ({"camera": "2"}, "camera", "'2' is not a camera you may export"),  # as if it did not exist
+        ({"format": "webm"}, "format", "'webm' is not a known format"),
         ({"camera": None}, "camera", "Choose at least one camera"),
     ],
 )
@@ -309,7 +334,7 @@ def test_bad_requests_show_errors_next_to_the_field(alice, data, field, message)
     assert response.status_code == 200
     form = response.context["form"]
     assert any(message in error for error in form.errors[field]), form.errors
-    assert message.split(": ")[-1] in response.content.decode()
+    assert message.split(": ")[-1] in html.unescape(response.content.decode())
     assert not ExportTask.objects.exists()
 
 
@@ -317,7 +342,8 @@ def test_range_without_recording_is_refused_by_the_service(alice, exports_queue)
     start = BASE - timedelta(hours=2)
     response = alice.post("/export/", {"camera": "1", "start": local(start), "end": local(start + 10 * SECOND), "format": "mp4"})
     assert response.status_code == 200
-    assert "has no recording between" in response.content.decode()
+    text = response.content.decode()
+    assert "No recording between" in text
     assert not ExportTask.objects.exists()
 
 
@@ -356,7 +382,7 @@ def test_preview_fragment_reports_recorded_time_gaps_and_errors(alice):
     bad = alice.get("/export/preview/", {"camera": "1", "start": local(BASE), "end": local(BASE - SECOND)})
     assert "Must be after From" in bad.content.decode()
     hidden = alice.get("/export/preview/", {"camera": "2", "start": local(BASE), "end": local(BASE + SECOND)})
-    assert "Yard" not in hidden.content.decode() and "Select a valid choice" in hidden.content.decode()
+    assert "Yard" not in hidden.content.decode() and "Cameras: '2' is not a camera you may export" in html.unescape(hidden.content.decode())
 
 
 def test_quick_range_last_five_minutes(alice):
@@ -518,7 +544,7 @@ def test_cancel_delete_and_retry_change_the_task(
     alice, cameras, exports_queue, django_capture_on_commit_callbacks
 ):
     queued = make_task(cameras[0])
-    response = alice.post(reverse("task-cancel", args=[queued.id]), {"next": "/tasks/?state=Cancelled"})
+    response = alice.post(reverse("task-cancel", args=[queued.id]), {"next": "/tasks/?state=Cancelled", "confirmed": "1"})
     assert response.status_code == 302 and response["Location"] == "/tasks/?state=Cancelled"
     queued.refresh_from_db()
     assert queued.state == State.CANCELLED
@@ -530,7 +556,7 @@ def test_cancel_delete_and_retry_change_the_task(
     assert exports_queue.fetch_job(str(queued.id)) is not None
 
     failed = make_task(cameras[0], state=State.FAILED)
-    response = alice.post(reverse("task-delete", args=[failed.id]), {"next": "https://evil.example/"})
+    response = alice.post(reverse("task-delete", args=[failed.id]), {"next": "https://evil.example/", "confirmed": "1"})
     assert response["Location"] == reverse("task-detail", args=[failed.id])  # no open redirect
     failed.refresh_from_db()
     assert failed.state == State.DELETED
@@ -559,7 +585,16 @@ def test_export_runs_and_downloads_through_the_pages(
     assert task.state == State.READY, task.error_message
 
     detail = alice.get(reverse("task-detail", args=[task.id])).content.decode()
-    assert f'<video controls preload="metadata" src="{reverse("task-download", args=[task.id])}"' in detail
+    player = re.search(r'<video controls preload="metadata" src="([^"]+)"', detail).group(1)
+    assert player.startswith(reverse("task-play", args=[task.id]) + "?v=")
+    # The player's requests (several from byte 0, then ranges) are one view, not a download.
+    for header in ("bytes=0-", "bytes=0-", "bytes=100-199"):
+        played = alice.get(player.replace("&amp;", "&"), HTTP_RANGE=header)
+        assert played.status_code == 206
+        b"".join(played.streaming_content)
+    audited = AuditEvent.objects.filter(task_id=task.id)
+    assert audited.filter(action="view").count() == 1
+    assert not audited.filter(action="download").exists()
 
     full = alice.get(reverse("task-download", args=[task.id]))
     body = b"".join(full.streaming_content)
@@ -632,3 +667,118 @@ def test_action_urls_are_sub_paths_of_the_detail_url():
     detail = reverse("task-detail", args=[task_id])
     for action in ("download", "cancel", "retry", "delete"):
         assert reverse(f"task-{action}", args=[task_id]) == f"{detail}{action}/"
+
+
+# -- what a new user hit (issue 10) -----------------------------------------------------------
+
+
+def test_refusal_shows_times_in_the_users_zone(alice, users, exports_queue):
+    UserPreference.objects.create(user=users["alice"], time_zone="Europe/Berlin")
+    start = BASE - timedelta(hours=2)
+    berlin = start.astimezone(ZoneInfo("Europe/Berlin"))
+    response = alice.post(
+        "/export/",
+        {"camera": "1", "start": local(start, "Europe/Berlin"),
+         "end": local(start + 10 * SECOND, "Europe/Berlin"), "format": "mp4"},
+    )
+    text = response.content.decode()
+    assert f"No recording between {berlin:%Y-%m-%d %H:%M:%S} and" in text
+    assert "Europe/Berlin." in text and "UTC" not in text.split("No recording between")[1][:80]
+
+
+def test_times_are_not_repeated_when_the_zone_is_utc(alice, users):
+    query = {"camera": "1", "start": local(BASE), "end": local(BASE + 8 * SECOND), "format": "mp4"}
+    utc_fragment = alice.get("/export/preview/", query).content.decode()
+    assert " = " not in utc_fragment
+    assert utc_fragment.count(BASE.strftime("%Y-%m-%d %H:%M:%S UTC")) == 1
+    assert 'data-start-utc=""' in utc_fragment  # the script writes no "= … UTC" under the field
+
+    UserPreference.objects.create(user=users["alice"], time_zone="Europe/Berlin")
+    berlin = {**query, "start": local(BASE, "Europe/Berlin"), "end": local(BASE + 8 * SECOND, "Europe/Berlin")}
+    fragment = alice.get("/export/preview/", berlin).content.decode()
+    moment = BASE.astimezone(ZoneInfo("Europe/Berlin"))
+    assert f"{moment:%Y-%m-%d %H:%M:%S} Europe/Berlin = {BASE:%Y-%m-%d %H:%M:%S} UTC" in fragment
+
+
+def test_time_fields_are_24_hour_text_inputs_with_a_format_hint(alice):
+    text = alice.get("/export/", {"camera": "1", "from": BASE.strftime("%Y-%m-%dT%H:%M:%SZ")}).content.decode()
+    assert 'type="datetime-local"' not in text
+    start = re.search(r'<input [^>]*name="start"[^>]*>', text).group(0)
+    assert 'type="text"' in start and 'pattern="' in start and 'placeholder="YYYY-MM-DD HH:MM:SS"' in start
+    assert f'value="{BASE:%Y-%m-%d %H:%M:%S}"' in start
+    assert "24-hour" in text
+
+
+def test_camera_card_counts_the_gaps_its_list_shows_with_dates(alice):
+    text = alice.get("/").content.decode()
+    card = re.search(r'<article class="card camera" id="camera-1".*?</article>', text, re.S).group(0)
+    listed = re.findall(r"<li>(\d{4}-\d{2}-\d{2} [\d:]{8} – [^<]+)</li>", card)
+    # Only the 2 s hole between the recordings: not the hours before the first recording, not
+    # the minutes since the last one (the test camera's segments are 2 s, the live edge 1 min
+    # does not cover half an hour, so that stretch is a gap).
+    count = int(re.search(r'class="gap-count">(\d+) gap', card).group(1))
+    assert count == len(listed) == len(re.findall(r'class="gap"', card))
+    assert listed[0].startswith((BASE + 4 * SECOND).strftime("%Y-%m-%d %H:%M:%S"))
+    first_gap_left = float(re.search(r'class="gap" style="left:([\d.]+)%', card).group(1))
+    assert first_gap_left > 90  # nothing drawn at the left edge before the first recording
+
+
+def test_batch_header_counts_only_visible_tasks_and_updates_live(alice, cameras, users):
+    batch = uuid.uuid4()
+    mine = make_task(cameras[0], users["alice"], batch=batch, state=State.IN_PROGRESS, percents=50)
+    make_task(cameras[1], users["bob"], batch=batch, state=State.READY, size=10)
+    text = alice.get("/tasks/").content.decode()
+    assert "Batch of 1 · 0 ready" in text
+    assert reverse("batch-zip", args=[batch]) not in text  # bob's file is not hers: no 404 link
+
+    ExportTask.objects.filter(id=mine.id).update(state=State.READY, percents=100, size=10)
+    body = alice.get("/tasks/progress/", {"id": [mine.id]}).json()
+    (head,) = body["batches"]
+    assert head["id"] == str(batch)
+    assert f'id="batch-{batch}"' in head["html"] and "Batch of 1 · 1 ready" in head["html"]
+    assert reverse("batch-zip", args=[batch]) in head["html"]
+
+
+def test_percents_say_100_only_while_the_file_is_there(alice, cameras, users):
+    deleted = make_task(cameras[0], users["alice"], state=State.DELETED, percents=100,
+                        expires_at=timezone.now() + timedelta(hours=1))
+    failed = make_task(cameras[0], users["alice"], state=State.FAILED, percents=100, error_message="boom")
+    ready = make_task(cameras[0], users["alice"], state=State.READY, percents=100, size=10)
+
+    def status(task):
+        return alice.get("/getarchivetaskstatus", {"archivetaskid": str(task.id)}).json()["Percents"]
+
+    assert (status(deleted), status(failed), status(ready)) == (0, 99, 100)
+    detail = alice.get(reverse("task-detail", args=[deleted.id])).content.decode()
+    assert "<progress" not in detail and "100 %" not in detail and "Expires" not in detail
+    assert "100&nbsp;%" in alice.get(reverse("task-detail", args=[ready.id])).content.decode()
+
+
+def test_attempts_count_every_run_across_cancel_and_retry(alice, cameras, users):
+    from exports.tasks import record_audit
+
+    task = make_task(cameras[0], users["alice"], state=State.IN_PROGRESS, attempts=1)
+    record_audit(task, AuditEvent.Action.START, None, None, attempt=1)
+    record_audit(task, AuditEvent.Action.CANCEL, users["alice"], None)
+    record_audit(task, AuditEvent.Action.RETRY, users["alice"], None)
+    record_audit(task, AuditEvent.Action.START, None, None, attempt=1)
+    text = alice.get(reverse("task-detail", args=[task.id])).content.decode()
+    assert "<dt>Attempts</dt><dd>2 runs (1 retry)</dd>" in text
+
+
+@pytest.mark.parametrize("action", ["task-cancel", "task-delete"])
+def test_cancel_and_delete_ask_for_confirmation_first(alice, cameras, users, action):
+    state = State.CREATED if action == "task-cancel" else State.READY
+    task = make_task(cameras[0], users["alice"], state=state)
+    rows = alice.get("/tasks/").content.decode()
+    assert re.search(rf'<form method="post" action="{reverse(action, args=[task.id])}" data-confirm="[^"]+\?', rows)
+    page = alice.post(reverse(action, args=[task.id]), {"next": "/tasks/"})
+    text = page.content.decode()
+    assert page.status_code == 200 and 'name="confirmed" value="1"' in text
+    assert 'name="next" value="/tasks/"' in text and "go back" in text
+    task.refresh_from_db()
+    assert task.state == state  # nothing happened yet
+    done = alice.post(reverse(action, args=[task.id]), {"next": "/tasks/", "confirmed": "1"})
+    assert done.status_code == 302
+    task.refresh_from_db()
+    assert task.state == (State.CANCELLED if action == "task-cancel" else State.DELETED)

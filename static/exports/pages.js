@@ -32,7 +32,10 @@
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
         .then(function (html) {
           if (mine !== serial) return;
-          document.getElementById("preview").innerHTML = html;
+          var preview = document.getElementById("preview");
+          preview.innerHTML = html;
+          // Which answer is shown: tests (and anyone) can wait for a newer one than they saw.
+          preview.dataset.generation = String(mine);
           var row = document.querySelector("#preview .preview-row");
           document.getElementById("start-utc").textContent = row && row.dataset.startUtc ? "= " + row.dataset.startUtc : "";
           document.getElementById("end-utc").textContent = row && row.dataset.endUtc ? "= " + row.dataset.endUtc : "";
@@ -44,6 +47,18 @@
     form.addEventListener("change", schedule);
     if (form.querySelector("input[name=start]").value) schedule();
   }
+
+  // Cancel and Delete ask first. Without JavaScript the server shows a confirmation page.
+  document.addEventListener("submit", function (event) {
+    var target = event.target;
+    if (!target.matches || !target.matches("form[data-confirm]")) return;
+    if (!window.confirm(target.dataset.confirm)) { event.preventDefault(); return; }
+    if (!target.querySelector("input[name=confirmed]")) {
+      var confirmed = document.createElement("input");
+      confirmed.type = "hidden"; confirmed.name = "confirmed"; confirmed.value = "1";
+      target.appendChild(confirmed);
+    }
+  });
 
   // Live progress of queued and running exports; stops when none is active.
   var table = document.querySelector("table.tasks[data-progress-url]");
@@ -64,13 +79,17 @@
             var el = document.getElementById("task-" + task.id);
             if (!el) return;
             el.querySelectorAll("progress").forEach(function (bar) { bar.value = task.percents; bar.textContent = task.percents + " %"; });
-            el.querySelectorAll(".pct").forEach(function (pct) { pct.textContent = task.percents + " %"; });
+            el.querySelectorAll(".pct").forEach(function (pct) { pct.textContent = task.percents + "\u00a0%"; });
             var state = el.querySelector(".state");
             if (state && !state.classList.contains("state-" + task.state)) { state.textContent = task.label; state.className = "state state-" + task.state; }
             if (!task.active) {
               if (el === detail) { window.location.reload(); return; }
               if (task.html) { el.outerHTML = task.html; } else { el.removeAttribute("data-active"); }
             }
+          });
+          (body.batches || []).forEach(function (batch) {
+            var head = document.getElementById("batch-" + batch.id);
+            if (head) head.outerHTML = batch.html;
           });
           setTimeout(poll, 1500);
         })

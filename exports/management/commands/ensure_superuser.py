@@ -9,7 +9,8 @@ class Command(BaseCommand):
     help = (
         "Create DJANGO_SUPERUSER_USERNAME (with DJANGO_SUPERUSER_PASSWORD/EMAIL) if absent; "
         "when none is given and no superuser exists, create 'admin' with a generated password "
-        "printed once. Never changes an existing user."
+        "printed once. Never changes an existing user. Prints who to log in as (`make run` "
+        "repeats these lines at the end of its start-up)."
     )
 
     def handle(self, *args, **options):
@@ -17,22 +18,32 @@ class Command(BaseCommand):
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME")
         if username:
             if users.objects.filter(username=username).exists():
+                self.stdout.write(f"User name: {username} (password unchanged)")
                 return
             password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
             if not password:
-                password = secrets.token_urlsafe(12)
-                self.stdout.write(f"Created superuser {username!r} with password {password}")
-            else:
-                self.stdout.write(f"Created superuser {username!r}")
+                self._create_with_generated_password(users, username)
+                return
             users.objects.create_superuser(
                 username, os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password
             )
+            self.stdout.write(
+                f"User name: {username} (created; password from DJANGO_SUPERUSER_PASSWORD)"
+            )
             return
-        if users.objects.filter(is_superuser=True).exists():
+        existing = users.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing:
+            self.stdout.write(
+                f"User name: {existing.get_username()} (password unchanged; "
+                f"`python manage.py changepassword {existing.get_username()}` resets it)"
+            )
             return
+        self._create_with_generated_password(users, "admin")
+
+    def _create_with_generated_password(self, users, username):
         password = secrets.token_urlsafe(12)
-        users.objects.create_superuser("admin", "", password)
-        self.stdout.write(
-            f"Created superuser 'admin' with password {password} (shown once; "
-            "change it in the admin)"
+        users.objects.create_superuser(
+            username, os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password
         )
+        self.stdout.write(f"User name: {username} (created now)")
+        self.stdout.write(f"Password:  {password} (shown once; change it in the admin)")
