@@ -339,6 +339,9 @@ def cancel_task(task, user=None, remote_addr=None) -> ExportTask:
         record_audit(task, Action.CANCEL, user, remote_addr)
         if task.started_at is None:
             remove_task_files(task)
+            from exports import jobs
+
+            jobs.forget_job(task.id)  # a queued job of a cancelled task is not dequeued
     return task
 
 
