@@ -150,15 +150,12 @@ def create_export_task(
     Raises TaskRefused: 400 range too long, 404 nothing recorded, 507 disk, 503 queue down
     (the row is then kept as Failed "job queue unavailable" for the audit trail).
     """
-    from exports.archive import ArchiveError, index_camera, last_recorded_frame
+    from exports.archive import last_recorded_frame
 
     # Refresh the index only when the range reaches past what it knows (the newest minute of
     # a recorder); maintenance re-indexes everything every minute anyway.
     if end is None or camera.last_recording is None or end > camera.last_recording:
-        try:
-            index_camera(camera, recent_only=True)
-        except ArchiveError as error:  # export what the index already knows
-            log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
+        refresh_recent_segments(camera)
     requested_end = end
     if end is None:
         end = last_recorded_frame(camera)
@@ -193,6 +190,29 @@ def create_export_task(
         remote_addr=remote_addr or None,
     )
     return _save_and_enqueue(task, user, remote_addr)
+
+
+# The newest files of a growing camera are probed within this budget, off the request thread.
+REFRESH_BUDGET_SECONDS = 1.0
+
+
+def refresh_recent_segments(camera) -> None:
+    """Index the camera's newest files, waiting at most REFRESH_BUDGET_SECONDS; one refresh
+    per camera at a time. A slow or hung archive leaves the index as it was (maintenance and
+    the export job look again)."""
+    from exports import timebox
+    from exports.archive import ArchiveError, index_camera
+
+    def refresh():
+        return index_camera(camera, recent_only=True)
+
+    try:
+        if connection.in_atomic_block:  # a thread could not see this transaction's rows
+            refresh()
+        else:
+            timebox.within_budget(f"index-{camera.pk}", refresh, REFRESH_BUDGET_SECONDS)
+    except (ArchiveError, timebox.NotDone) as error:  # export what the index already knows
+        log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
 
 
 def _save_and_enqueue(task, user, remote_addr) -> ExportTask:
