@@ -10,6 +10,7 @@ run. A run works in a folder of its own (`<task id>/.attempt-<attempt id>/`) and
 its file into the task's folder in the same transaction that marks the task ready.
 """
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -17,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -48,6 +50,9 @@ PROGRESS_INTERVAL = 0.3
 CANCEL_CHECK_INTERVAL = 0.5
 # How long a job keeps reconnecting to a database that went away before it gives up.
 DB_RETRY_SECONDS = int(os.environ.get("PSIMEXPORT_DB_RETRY_SECONDS", "120"))
+# An export that reports no progress for this long is stuck on its archive (a network mount
+# gone away): the job interrupts it and fails the task with a clear message.
+STALL_SECONDS = float(os.environ.get("PSIMEXPORT_STALL_SECONDS", "120"))
 # Job states in which rq will still run the job (anything else: the job is done or lost).
 LIVE_JOB_STATES = ("queued", "scheduled", "started", "deferred")
 
@@ -169,7 +174,7 @@ def run_export_job(task_id: str) -> str:
     if task is None:
         return f"nothing to do ({with_db_retry(current_state, task_id) or 'task gone'})"
     with Lease(task.id, task.attempt_id):
-        execute_task(task, _output_path(task))
+        execute_task(task, _output_path(task), stall_seconds=STALL_SECONDS)
     return with_db_retry(current_state, task.id)
 
 
@@ -215,10 +220,12 @@ def claim_task(task_id):
             attempts=F("attempts") + 1,
             attempt_id=uuid.uuid4(),
         )
-    if not claimed:
-        return None
-    task = ExportTask.objects.select_related("camera").get(id=task_id)
-    _audit(task, AuditEvent.Action.START, attempt=task.attempts, attempt_id=str(task.attempt_id))
+        if not claimed:
+            return None
+        task = ExportTask.objects.select_related("camera").get(id=task_id)
+        _audit(
+            task, AuditEvent.Action.START, attempt=task.attempts, attempt_id=str(task.attempt_id)
+        )
     return task
 
 
@@ -246,18 +253,24 @@ def this_attempt(task):
     return ExportTask.objects.filter(id=task.id, state=State.IN_PROGRESS, attempt_id=task.attempt_id)
 
 
-def execute_task(task, out_path: Path, on_progress=None, keep_in_exports=True):
+def execute_task(
+    task, out_path: Path, on_progress=None, keep_in_exports=True, stall_seconds=None
+):
     """Run the engine for a claimed (InProgress) task and record the result on the row.
 
     Shared by the worker and `manage.py export_archive`. Returns the engine's ExportResult,
-    or None when the task failed or was cancelled (the row says which and why).
+    or None when the task failed or was cancelled (the row says which and why). With
+    `stall_seconds`, an engine that reports nothing for that long is interrupted.
     """
     reporter = ProgressReporter(task, on_progress)
     out_path = Path(out_path)
     try:
-        result = _run_engine(task, out_path, reporter)
+        with StallWatch(reporter, stall_seconds):
+            result = _run_engine(task, out_path, reporter)
+        if reporter.stalled:  # the engine skipped what hung: not a file to hand out
+            raise ExportStalled("the archive hung")
     except Exception as error:  # noqa: BLE001 - the row must never stay InProgress
-        message = failure_message(task, error)
+        message = failure_message(task, error, reporter)
         if message is None:  # cancelled, or replaced by a newer run
             _discard(out_path, keep_in_exports)
             log.info("export %s (attempt %s) stopped", task.id, task.attempt_id)
@@ -293,12 +306,17 @@ def _run_engine(task, out_path: Path, reporter):
     )
 
 
-def failure_message(task, error) -> str | None:
+def failure_message(task, error, reporter=None) -> str | None:
     """What ErrorMessage says about an exception of the engine; None when the run was
     cancelled or replaced (nothing to record)."""
     from exports.archive import ArchiveError
     from exports.media import engine as media
 
+    if reporter is not None and reporter.stalled:
+        return (
+            f"the archive of camera {task.camera.camera_id} did not answer for "
+            f"{reporter.stalled:.0f} s (a network mount gone away?); export stopped"
+        )
     if isinstance(error, media.ExportCancelled):
         return None
     if isinstance(error, media.NoRecordingError):
@@ -345,12 +363,15 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
 
     def publish() -> bool:
         # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until the rename is
-        # done: maintenance and cancel see either no file and InProgress, or Ready and a file.
+        # done: maintenance and cancel see either no file and InProgress, or Ready and a file
+        # (and the audit trail says so in the same commit).
         with transaction.atomic():
             if not this_attempt(task).update(**fields):
                 return False
             if keep_in_exports:
                 os.replace(out_path, final)
+            _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest,
+                   technique=fields["technique"])
             return True
 
     if not with_db_retry(publish):  # cancelled, deleted or replaced at the last moment
@@ -359,7 +380,6 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
     if keep_in_exports:
         _discard(out_path, keep_in_exports)  # the now empty attempt folder
     task.refresh_from_db()
-    _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest, technique=task.technique)
     return True
 
 
@@ -377,13 +397,18 @@ def _skipped_warning(result) -> str:
 
 def _fail(task, out_path, keep_in_exports, message) -> None:
     _discard(out_path, keep_in_exports)
-    failed = with_db_retry(
-        this_attempt(task).update,
-        state=State.FAILED, error_message=message[:2000], finished_at=timezone.now(),
-    )
-    if failed:
+
+    def record() -> bool:
+        with transaction.atomic():  # the state and its audit line in one commit
+            failed = this_attempt(task).update(
+                state=State.FAILED, error_message=message[:2000], finished_at=timezone.now()
+            )
+            if failed:
+                _audit(task, AuditEvent.Action.FAIL, error=message[:2000])
+            return bool(failed)
+
+    if with_db_retry(record):
         task.refresh_from_db()
-        with_db_retry(_audit, task, AuditEvent.Action.FAIL, error=message[:2000])
     log.warning("export %s failed: %s", task.id, message)
 
 
@@ -391,6 +416,8 @@ def _discard(out_path: Path, keep_in_exports: bool) -> None:
     """Remove what this run left: its own attempt folder, or (command line) its file."""
     if keep_in_exports:
         shutil.rmtree(out_path.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the task's folder, unless another run uses it
+            out_path.parent.parent.rmdir()
     else:
         out_path.unlink(missing_ok=True)
 
@@ -457,10 +484,13 @@ class ProgressReporter:
         self.on_progress = on_progress
         self.percents = 0
         self.stopped = False
+        self.stalled = 0.0  # seconds without a call, once StallWatch gave up on the engine
+        self.called_at = time.monotonic()
         self._written_at = 0.0
         self._checked_at = time.monotonic()
 
     def progress(self, value) -> None:
+        self.called_at = time.monotonic()
         fraction = float(value)
         if fraction > 1.0:  # the engine may report percent
             fraction /= 100.0
@@ -483,6 +513,7 @@ class ProgressReporter:
             self._check_state()
 
     def cancelled(self) -> bool:
+        self.called_at = time.monotonic()
         if not self.stopped and time.monotonic() - self._checked_at >= CANCEL_CHECK_INTERVAL:
             self._check_state()
         return self.stopped
@@ -499,6 +530,47 @@ class ProgressReporter:
         log.warning("export %s: database unavailable (%s); carrying on", self.task_id, error)
         if not connection.in_atomic_block:
             connection.close()
+
+
+class ExportStalled(Exception):
+    """Raised in the job's thread by StallWatch: the engine hangs on its input."""
+
+
+class StallWatch:
+    """Interrupts an engine that has not called back for `seconds` (blocked reading an
+    archive that hangs): a signal to the job's thread breaks the blocking system call and
+    raises ExportStalled there. Only in the main thread (where Python runs signal handlers),
+    which is where rq runs jobs."""
+
+    def __init__(self, reporter: ProgressReporter, seconds: float | None):
+        self.reporter = reporter
+        self.seconds = seconds
+        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
+        self._stop = threading.Event()
+        self._previous = None
+
+    def __enter__(self):
+        if self.active:
+            self._previous = signal.signal(signal.SIGUSR1, self._raise)
+            threading.Thread(target=self._watch, daemon=True, name="stall-watch").start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            self._stop.set()
+            signal.signal(signal.SIGUSR1, self._previous)
+
+    def _raise(self, signum, frame):
+        raise ExportStalled(f"no progress for {self.reporter.stalled:.0f} s")
+
+    def _watch(self):
+        main = threading.main_thread().ident
+        while not self._stop.wait(min(1.0, self.seconds / 4)):
+            quiet = time.monotonic() - self.reporter.called_at
+            if quiet >= self.seconds:
+                self.reporter.stalled = quiet
+                signal.pthread_kill(main, signal.SIGUSR1)
+                self.reporter.called_at = time.monotonic()  # again later if it did not stop
 
 
 LEASE_RENEW = """

@@ -67,10 +67,31 @@ def run_maintenance(reschedule: bool = True, reindex: bool = True) -> dict:
             schedule_maintenance(INTERVAL)
 
 
-def _reindex() -> int:
-    from exports.archive import index_all_cameras
+# One camera's re-index may take this long per round; a hung archive (a mount gone away)
+# must not hold the round, or the worker serving it, for ever.
+REINDEX_BUDGET_SECONDS = 20.0
 
-    return len(index_all_cameras())
+
+def _reindex() -> int:
+    """Re-index every enabled camera, each within its budget; returns how many finished."""
+    from exports import timebox
+    from exports.archive import ArchiveError, index_camera
+    from exports.models import Camera
+
+    finished = 0
+    for camera in Camera.objects.filter(enabled=True):
+        try:
+            timebox.within_budget(
+                f"index-{camera.pk}", lambda c=camera: index_camera(c), REINDEX_BUDGET_SECONDS
+            )
+            finished += 1
+        except timebox.NotDone as late:
+            log.error("camera %s: re-index %s (archive hangs?)", camera.camera_id, late)
+        except ArchiveError as error:
+            log.error("camera %s: %s", camera.camera_id, error)
+        except Exception:  # noqa: BLE001 - the other cameras still get indexed
+            log.exception("camera %s: indexing failed", camera.camera_id)
+    return finished
 
 
 def get_queue():
@@ -175,6 +196,7 @@ def recover_stuck_tasks(now=None) -> int:
                 ExportTask.objects.filter(id=task.id).update(
                     state=State.CREATED, percents=0, started_at=None, attempt_id=None
                 )
+                record_audit(task, AuditEvent.Action.RETRY, reason="the worker running it stopped")
             remove_task_files(task)
         if requeue:
             _requeue_lost(task)
@@ -195,7 +217,6 @@ def _gave_up_message(task) -> str:
 
 def _requeue_lost(task) -> None:
     log.warning("task %s lost its worker; queued again", task.id)
-    record_audit(task, AuditEvent.Action.RETRY, reason="the worker running it stopped")
     try:
         jobs.enqueue_export(task, at_front=True)  # it was running: it goes first again
     except jobs.QueueUnavailable:
@@ -203,11 +224,12 @@ def _requeue_lost(task) -> None:
 
 
 def _fail_lost(task, message: str) -> None:
-    changed = ExportTask.objects.filter(id=task.id, state__in=ExportTask.ACTIVE_STATES).update(
-        state=State.FAILED, error_message=message, finished_at=timezone.now()
-    )
-    if changed:
-        record_audit(task, AuditEvent.Action.FAIL, error=message)
+    with transaction.atomic():
+        changed = ExportTask.objects.filter(
+            id=task.id, state__in=ExportTask.ACTIVE_STATES
+        ).update(state=State.FAILED, error_message=message, finished_at=timezone.now())
+        if changed:
+            record_audit(task, AuditEvent.Action.FAIL, error=message)
 
 
 def requeue_lost_jobs(now=None) -> int:
@@ -259,3 +281,33 @@ def _tidy_task_folder(task_id, folder: Path) -> int:
         for attempt in stale:
             shutil.rmtree(attempt, ignore_errors=True)
         return len(stale)
+
+
+# -- indexing on request ----------------------------------------------------------------------
+
+INDEX_JOB_TIMEOUT = 600
+
+
+def enqueue_index(camera) -> None:
+    """Index one camera in a worker (the admin's "Index now"): never inside a web request.
+    On the maintenance queue, which workers serve before exports."""
+    get_queue().enqueue_call(
+        index_camera_job,
+        args=(camera.pk,),
+        job_id=f"index-{camera.pk}-{uuid.uuid4().hex[:8]}",
+        timeout=INDEX_JOB_TIMEOUT,
+        result_ttl=3600,
+        description=f"index camera {camera.camera_id}",
+    )
+
+
+def index_camera_job(camera_pk: int) -> str:
+    from exports.archive import index_camera
+    from exports.models import Camera
+
+    camera = Camera.objects.filter(pk=camera_pk).first()
+    if camera is None:
+        return "camera gone"
+    summary = index_camera(camera)
+    log.info("camera %s indexed: %s", camera.camera_id, summary)
+    return str(summary)
