@@ -64,7 +64,19 @@ def run_maintenance(reschedule: bool = True, reindex: bool = True) -> dict:
         return report
     finally:
         if reschedule:
+            _forget_this_round()
             schedule_maintenance(INTERVAL)
+
+
+def _forget_this_round() -> None:
+    """This round is no longer the pending one (a running round counts as pending for
+    arm_maintenance, so a worker starting meanwhile does not queue a second)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    conn = _connection()
+    if job is not None and conn.get(PENDING_KEY) == job.id.encode():
+        conn.delete(PENDING_KEY)
 
 
 # One camera's re-index may take this long per round; a hung archive (a mount gone away)
