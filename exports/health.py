@@ -51,8 +51,12 @@ def _database() -> str:
 def _queue() -> dict:
     from exports import jobs, maintenance
 
-    answer = {"Workers": None, "QueuedJobs": None, "MaintenanceLastRun": None,
-              "MaintenanceAgeSeconds": None}
+    answer = {
+        "Workers": None,
+        "QueuedJobs": None,
+        "MaintenanceLastRun": None,
+        "MaintenanceAgeSeconds": None,
+    }
     try:
         queue = jobs.get_queue()
         queue.connection.ping()

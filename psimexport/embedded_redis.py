@@ -48,12 +48,27 @@ class EmbeddedRedis:
         self.socket.unlink(missing_ok=True)
         command = [
             __redis_executable__ or "redis-server",
-            "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(self.directory / "redis.log"),
         ]
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             preexec_fn=popen_hook(),  # noqa: PLW1509 - called before any thread starts
         )
         self._wait_until_it_answers()

@@ -29,7 +29,9 @@ def gate_progress() -> None:
             paused = Path(f"{gate}.paused")
             if not paused.exists():
                 # What the row says at the pause, so the test sees a consistent picture.
-                jobs.this_attempt(self.task).update(percents=max(self.percents, int(fraction * 100)))
+                jobs.this_attempt(self.task).update(
+                    percents=max(self.percents, int(fraction * 100))
+                )
                 paused.write_text(str(os.getpid()))
             while not os.path.exists(gate):
                 time.sleep(0.02)

@@ -30,7 +30,10 @@ from tests.test_jobs import _database_url
 from tests.waiting import wait_until
 
 recordings, cameras, users, tokens = (
-    api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
+    api_support.recordings,
+    api_support.cameras,
+    api_support.users,
+    api_support.tokens,
 )
 alice = api_support.alice
 
@@ -80,10 +83,13 @@ class Rig:
 
     def paused_pid(self, seconds: float = 120) -> int:
         marker = Path(f"{self.gate}.paused")
-        return int(wait_until(
-            lambda: self.keep_alive() or (marker.exists() and marker.read_text()),
-            seconds, "the export to reach the gate",
-        ))
+        return int(
+            wait_until(
+                lambda: self.keep_alive() or (marker.exists() and marker.read_text()),
+                seconds,
+                "the export to reach the gate",
+            )
+        )
 
     def open_gate(self) -> float:
         self.gate.touch()
@@ -216,9 +222,7 @@ def test_redis_flushed_mid_export(alice, redis_conn, rig_factory):
     assert actions(task_id)[-1] == "finish"
     assert_clean(task)
     # The worker re-arms the maintenance schedule the flush took away (every minute).
-    wait_until(
-        lambda: redis_conn.get(maintenance.PENDING_KEY), 120, "maintenance to be re-armed"
-    )
+    wait_until(lambda: redis_conn.get(maintenance.PENDING_KEY), 120, "maintenance to be re-armed")
 
 
 def test_postgresql_connections_terminated_mid_export(alice, redis_conn, rig_factory):
@@ -250,8 +254,11 @@ def test_export_directory_full_fails_the_task_with_a_clear_message(
     rig = rig_factory(pause_at=0)  # a tiny export is all in the muxer's buffer until its end
     exports = rig.data / "exports"
     exports.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(exports)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(exports)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -307,7 +314,10 @@ def test_a_source_segment_damaged_mid_export(alice, redis_conn, rig_factory, tmp
         # Either every frame (the engine had read or opened the file before the damage) or
         # what was readable, and ErrorMessage says what is missing.
         complete = task.details.get("frames") == 150
-        assert complete or "could not be read" in task.error_message, (task.details, task.error_message)
+        assert complete or "could not be read" in task.error_message, (
+            task.details,
+            task.error_message,
+        )
         assert actions(task_id) == ["create", "start", "finish"]
     else:
         assert task.state == "Failed" and task.error_message
@@ -368,4 +378,3 @@ def release(fifo: Path) -> None:
         except OSError:  # no reader left
             pass
         fifo.unlink()
-
