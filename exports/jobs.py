@@ -2,26 +2,36 @@
 
 The task row is the source of truth; Redis only carries the job (id = task id). A job that
 finds its task no longer `Created` does nothing, so a duplicate or stale job is harmless.
+
+Every run has an identity, `attempt_id`, written when it claims the task. Each later write of
+the run (progress, finish, fail) and each file it touches is conditional on it: a run that
+lost its lease and was replaced can neither finish, fail nor delete the files of the current
+run. A run works in a folder of its own (`<task id>/.attempt-<attempt id>/`) and publishes
+its file into the task's folder in the same transaction that marks the task ready.
 """
 
+import contextlib
+import errno
 import functools
 import hashlib
 import logging
 import os
 import re
 import shutil
+import signal
 import threading
 import time
+import uuid
 from datetime import UTC, timedelta
 from pathlib import Path
 
 import django_rq
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
-from rq import Retry
+from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from exports.models import AuditEvent, ExportTask
@@ -34,12 +44,17 @@ QUEUE_NAME = "exports"
 # A running job refreshes this lease; a task InProgress without one has lost its worker.
 LEASE_SECONDS = int(os.environ.get("PSIMEXPORT_JOB_LEASE_SECONDS", "30"))
 LEASE_KEY = "psimexport:lease:{}"
-# When all PSIMEXPORT_MAX_CONCURRENT slots are taken, the job is tried again this much later.
+# When all PSIMEXPORT_MAX_CONCURRENT slots are taken, the job runs again this much later.
 BUSY_RETRY_SECONDS = 5
-BUSY_RETRIES = 100_000
 PROGRESS_INTERVAL = 0.3
 CANCEL_CHECK_INTERVAL = 0.5
-
+# How long a job keeps reconnecting to a database that went away before it gives up.
+DB_RETRY_SECONDS = int(os.environ.get("PSIMEXPORT_DB_RETRY_SECONDS", "120"))
+# An export that reports no progress for this long is stuck on its archive (a network mount
+# gone away): the job interrupts it and fails the task with a clear message.
+STALL_SECONDS = float(os.environ.get("PSIMEXPORT_STALL_SECONDS", "120"))
+# Job states in which rq will still run the job (anything else: the job is done or lost).
+LIVE_JOB_STATES = ("queued", "scheduled", "started", "deferred")
 
 
 class QueueUnavailable(Exception):
@@ -47,7 +62,30 @@ class QueueUnavailable(Exception):
 
 
 class AllSlotsBusy(Exception):
-    """PSIMEXPORT_MAX_CONCURRENT exports already run; rq retries the job later."""
+    """PSIMEXPORT_MAX_CONCURRENT exports already run; the job waits and runs again later."""
+
+
+def with_db_retry(step, *args, **kwargs):
+    """Run a database step, reconnecting and retrying it (bounded) when the connection is lost.
+
+    A job outlives short database outages (a restart, connections terminated by an operator):
+    it reconnects and repeats the step instead of crashing with the task InProgress.
+    """
+    from django.db import close_old_connections
+
+    deadline = time.monotonic() + DB_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return step(*args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            if connection.in_atomic_block or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable (%s); reconnecting in %.1f s", error, delay)
+            connection.close()  # a broken connection is not reused; the next query reconnects
+            close_old_connections()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @functools.cache
@@ -66,8 +104,13 @@ def job_timeout(task) -> int:
     return int(600 + 2 * (task.end - task.start).total_seconds())
 
 
-def enqueue_export(task) -> None:
+def enqueue_export(task, at_front: bool | None = None) -> None:
+    """Queue the task's job (job id = task id). A user's first active task goes to the front
+    of the queue, so one user's thousands of queued exports never make another wait behind
+    all of them (see "Jobs" in the README)."""
     queue = get_queue()
+    if at_front is None:
+        at_front = is_users_only_active_task(task)
     try:
         # On a pipeline rq sends the job in one round trip to Redis instead of two.
         with queue.connection.pipeline() as pipe:
@@ -78,8 +121,8 @@ def enqueue_export(task) -> None:
                 timeout=job_timeout(task),
                 result_ttl=3600,
                 failure_ttl=7 * 86400,
-                retry=Retry(max=BUSY_RETRIES, interval=BUSY_RETRY_SECONDS),
                 description=f"export {task}",
+                at_front=at_front,
                 pipeline=pipe,
             )
             pipe.execute()
@@ -88,19 +131,67 @@ def enqueue_export(task) -> None:
         raise QueueUnavailable(str(error)) from error
 
 
+def is_users_only_active_task(task) -> bool:
+    """True when the task's user has no other queued or running task."""
+    others = ExportTask.objects.filter(state__in=ExportTask.ACTIVE_STATES).exclude(id=task.id)
+    if task.requested_by_id is None:
+        others = others.filter(requested_by__isnull=True)
+    else:
+        others = others.filter(requested_by_id=task.requested_by_id)
+    return not others.exists()
+
+
+def job_is_live(task_id, conn=None) -> bool:
+    """Whether rq still holds a job for this task that it will run."""
+    conn = conn or get_queue().connection
+    try:
+        job = Job.fetch(str(task_id), connection=conn)
+    except Exception:  # noqa: BLE001 - missing or unreadable: lost either way
+        return False
+    status = job.get_status(refresh=False)
+    return getattr(status, "value", status) in LIVE_JOB_STATES
+
+
+def forget_job(task_id) -> None:
+    """Take a cancelled task's job out of the queue so workers do not dequeue it first."""
+    try:
+        queue = get_queue()
+        queue.remove(str(task_id))
+        queue.connection.delete(Job.key_for(str(task_id)))
+    except (redis.RedisError, OSError) as error:  # the job then finds the task cancelled
+        log.warning("cannot remove the job of task %s: %s", task_id, error)
+
+
 # -- the job ----------------------------------------------------------------------------------
 
 
 def run_export_job(task_id: str) -> str:
     """Entry point rq calls. Returns the final state (shown in rq's dashboard)."""
-    task = claim_task(task_id)
+    try:
+        task = with_db_retry(claim_task, task_id)
+    except AllSlotsBusy as busy:
+        return wait_for_a_slot(busy)
     if task is None:
-        state = ExportTask.objects.filter(id=task_id).values_list("state", flat=True).first()
-        return f"nothing to do ({state or 'task gone'})"
-    with Lease(task.id):
-        out_path = _output_path(task)
-        execute_task(task, out_path)
-    return ExportTask.objects.filter(id=task.id).values_list("state", flat=True).first()
+        return f"nothing to do ({with_db_retry(current_state, task_id) or 'task gone'})"
+    with Lease(task.id, task.attempt_id):
+        execute_task(task, _output_path(task), stall_seconds=STALL_SECONDS)
+    return with_db_retry(current_state, task.id)
+
+
+def current_state(task_id):
+    return ExportTask.objects.filter(id=task_id).values_list("state", flat=True).first()
+
+
+def wait_for_a_slot(busy: AllSlotsBusy) -> str:
+    """Run this job again a little later. Waiting is normal, not an error: rq's Repeat
+    re-schedules the job after it returns, logged at info level."""
+    job = get_current_job()
+    if job is None:
+        raise busy
+    job.repeats_left = 1
+    job.repeat_intervals = [BUSY_RETRY_SECONDS]
+    log.info("export %s waits: %s", job.id, busy)
+    return f"waiting: {busy}"
 
 
 def claim_task(task_id):
@@ -127,11 +218,14 @@ def claim_task(task_id):
             started_at=timezone.now(),
             percents=0,
             attempts=F("attempts") + 1,
+            attempt_id=uuid.uuid4(),
         )
-    if not claimed:
-        return None
-    task = ExportTask.objects.select_related("camera").get(id=task_id)
-    _audit(task, AuditEvent.Action.START, attempt=task.attempts)
+        if not claimed:
+            return None
+        task = ExportTask.objects.select_related("camera").get(id=task_id)
+        _audit(
+            task, AuditEvent.Action.START, attempt=task.attempts, attempt_id=str(task.attempt_id)
+        )
     return task
 
 
@@ -146,101 +240,147 @@ def output_file_name(task) -> str:
 
 
 def _output_path(task) -> Path:
-    return Path(settings.EXPORTS_DIR) / str(task.id) / output_file_name(task)
+    """Where this run writes: a folder of its own inside the task's folder."""
+    return attempt_dir(task) / output_file_name(task)
 
 
-def execute_task(task, out_path: Path, on_progress=None, keep_in_exports=True):
+def attempt_dir(task) -> Path:
+    return Path(settings.EXPORTS_DIR) / str(task.id) / f".attempt-{task.attempt_id}"
+
+
+def this_attempt(task):
+    """The task's row, if this run is still its current attempt."""
+    return ExportTask.objects.filter(id=task.id, state=State.IN_PROGRESS, attempt_id=task.attempt_id)
+
+
+def execute_task(
+    task, out_path: Path, on_progress=None, keep_in_exports=True, stall_seconds=None
+):
     """Run the engine for a claimed (InProgress) task and record the result on the row.
 
     Shared by the worker and `manage.py export_archive`. Returns the engine's ExportResult,
-    or None when the task failed or was cancelled (the row says which and why).
+    or None when the task failed or was cancelled (the row says which and why). With
+    `stall_seconds`, an engine that reports nothing for that long is interrupted.
     """
-    from exports.archive import ArchiveError, segment_abspath, segments_covering
-    from exports.media import engine as media
-
-    reporter = ProgressReporter(task.id, on_progress)
+    reporter = ProgressReporter(task, on_progress)
     out_path = Path(out_path)
     try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        coverage = segments_covering(task.camera, task.start, task.end)
-        if not coverage.segments:
-            raise media.NoRecordingError("the recording of this range is no longer there")
-        sources = [
-            media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
-            for seg in coverage.segments
-        ]
-        result = media.export(
-            sources,
-            task.start,
-            task.end,
-            task.format,
-            out_path,
-            progress=reporter.progress,
-            cancelled=reporter.cancelled,
-            title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
-        )
-    except media.ExportCancelled:
-        _discard(out_path, keep_in_exports)
-        log.info("export %s cancelled", task.id)
+        with StallWatch(reporter, stall_seconds):
+            result = _run_engine(task, out_path, reporter)
+        if reporter.stalled:  # the engine skipped what hung: not a file to hand out
+            raise ExportStalled("the archive hung")
+    except Exception as error:  # noqa: BLE001 - the row must never stay InProgress
+        message = failure_message(task, error, reporter)
+        if message is None:  # cancelled, or replaced by a newer run
+            _discard(out_path, keep_in_exports)
+            log.info("export %s (attempt %s) stopped", task.id, task.attempt_id)
+            return None
+        _fail(task, out_path, keep_in_exports, message)
         return None
-    except media.NoRecordingError as error:
-        _fail(task, out_path, keep_in_exports, f"no recording: {error}")
+    if not _finish(task, out_path, result, keep_in_exports):
         return None
-    except media.ExportError as error:
-        _fail(task, out_path, keep_in_exports, f"export failed: {error}")
-        return None
-    except ArchiveError as error:
-        _fail(task, out_path, keep_in_exports, f"archive error: {error}")
-        return None
-    except FileNotFoundError as error:
-        _fail(
-            task, out_path, keep_in_exports,
-            f"a recorded segment was deleted while it was being exported ({Path(error.filename or '').name or error})",
-        )
-        return None
-    except JobTimeoutException:
-        _fail(
-            task, out_path, keep_in_exports,
-            f"the export took longer than its time limit of {job_timeout(task)} s",
-        )
-        return None
-    except Exception as error:  # the row must never stay InProgress because of a bug
-        log.exception("export %s crashed", task.id)
-        _fail(task, out_path, keep_in_exports, f"internal error: {type(error).__name__}: {error}")
-        return None
-    _finish(task, out_path, result, keep_in_exports)
     return result
 
 
-def _finish(task, out_path: Path, result, keep_in_exports: bool) -> None:
+def _run_engine(task, out_path: Path, reporter):
+    from exports.archive import segment_abspath, segments_covering
+    from exports.media import engine as media
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
+    if not coverage.segments:
+        raise media.NoRecordingError("the recording of this range is no longer there")
+    sources = [
+        media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
+        for seg in coverage.segments
+    ]
+    return media.export(
+        sources,
+        task.start,
+        task.end,
+        task.format,
+        out_path,
+        progress=reporter.progress,
+        cancelled=reporter.cancelled,
+        title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
+    )
+
+
+def failure_message(task, error, reporter=None) -> str | None:
+    """What ErrorMessage says about an exception of the engine; None when the run was
+    cancelled or replaced (nothing to record)."""
+    from exports.archive import ArchiveError
+    from exports.media import engine as media
+
+    if reporter is not None and reporter.stalled:
+        return (
+            f"the archive of camera {task.camera.camera_id} did not answer for "
+            f"{reporter.stalled:.0f} s (a network mount gone away?); export stopped"
+        )
+    if isinstance(error, media.ExportCancelled):
+        return None
+    if isinstance(error, media.NoRecordingError):
+        return f"no recording: {error}"
+    if isinstance(error, media.ExportError):
+        return f"export failed: {error}"
+    if isinstance(error, ArchiveError):
+        return f"archive error: {error}"
+    if isinstance(error, FileNotFoundError):
+        name = Path(error.filename or "").name or error
+        return f"a recorded segment was deleted while it was being exported ({name})"
+    if isinstance(error, JobTimeoutException):
+        return f"the export took longer than its time limit of {job_timeout(task)} s"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "the export folder is full (no space left on the device); free space and retry"
+    log.error("export %s crashed", task.id, exc_info=error)
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
+    """Mark the task ready and publish its file, atomically and only if this run is still
+    the task's current attempt. Returns whether it did."""
     size = out_path.stat().st_size
     digest = _sha256(out_path)
     now = timezone.now()
-    retention = timedelta(hours=settings.PSIMEXPORT_RETENTION_HOURS)
+    final = Path(settings.EXPORTS_DIR) / str(task.id) / out_path.name
     details = result.to_dict() if hasattr(result, "to_dict") else {}
-    stored = (
-        str(out_path.relative_to(Path(settings.EXPORTS_DIR))) if keep_in_exports else ""
-    )
     if not keep_in_exports:
         details["output"] = str(out_path)
-    finished = ExportTask.objects.filter(id=task.id, state=State.IN_PROGRESS).update(
+    fields = dict(
         state=State.READY,
         percents=100,
-        output_path=stored,
+        output_path=str(final.relative_to(Path(settings.EXPORTS_DIR))) if keep_in_exports else "",
         size=size,
         sha256=digest,
         technique=str(getattr(result, "technique", "") or "")[:32],
         gaps=_json_gaps(getattr(result, "gaps", [])),
         details=_jsonable(details),
         finished_at=now,
-        expires_at=now + retention if keep_in_exports else None,
+        expires_at=now + timedelta(hours=settings.PSIMEXPORT_RETENTION_HOURS)
+        if keep_in_exports else None,
         error_message=_skipped_warning(result),
     )
-    if not finished:  # cancelled or deleted at the last moment
+
+    def publish() -> bool:
+        # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until the rename is
+        # done: maintenance and cancel see either no file and InProgress, or Ready and a file
+        # (and the audit trail says so in the same commit).
+        with transaction.atomic():
+            if not this_attempt(task).update(**fields):
+                return False
+            if keep_in_exports:
+                os.replace(out_path, final)
+            _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest,
+                   technique=fields["technique"])
+            return True
+
+    if not with_db_retry(publish):  # cancelled, deleted or replaced at the last moment
         _discard(out_path, keep_in_exports)
-        return
+        return False
+    if keep_in_exports:
+        _discard(out_path, keep_in_exports)  # the now empty attempt folder
     task.refresh_from_db()
-    _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest, technique=task.technique)
+    return True
 
 
 def _skipped_warning(result) -> str:
@@ -257,19 +397,27 @@ def _skipped_warning(result) -> str:
 
 def _fail(task, out_path, keep_in_exports, message) -> None:
     _discard(out_path, keep_in_exports)
-    failed = ExportTask.objects.filter(id=task.id, state=State.IN_PROGRESS).update(
-        state=State.FAILED, error_message=message[:2000], finished_at=timezone.now()
-    )
-    if failed:
+
+    def record() -> bool:
+        with transaction.atomic():  # the state and its audit line in one commit
+            failed = this_attempt(task).update(
+                state=State.FAILED, error_message=message[:2000], finished_at=timezone.now()
+            )
+            if failed:
+                _audit(task, AuditEvent.Action.FAIL, error=message[:2000])
+            return bool(failed)
+
+    if with_db_retry(record):
         task.refresh_from_db()
-        _audit(task, AuditEvent.Action.FAIL, error=message[:2000])
     log.warning("export %s failed: %s", task.id, message)
 
 
 def _discard(out_path: Path, keep_in_exports: bool) -> None:
-    """Remove what an export left: its whole task folder, or (command line) its file."""
+    """Remove what this run left: its own attempt folder, or (command line) its file."""
     if keep_in_exports:
         shutil.rmtree(out_path.parent, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the task's folder, unless another run uses it
+            out_path.parent.parent.rmdir()
     else:
         out_path.unlink(missing_ok=True)
 
@@ -326,18 +474,23 @@ class ProgressReporter:
     """Writes progress to the row a few times a second and tells the engine when to stop.
 
     The conditional progress UPDATE doubles as the cancellation check: once the row is no
-    longer InProgress (cancelled, deleted) nothing matches and the engine is told to stop.
+    longer this run's (cancelled, deleted, re-queued to a newer attempt) nothing matches and
+    the engine is told to stop. A database that is briefly away only delays the next write.
     """
 
-    def __init__(self, task_id, on_progress=None):
-        self.task_id = task_id
+    def __init__(self, task, on_progress=None):
+        self.task = task
+        self.task_id = task.id
         self.on_progress = on_progress
         self.percents = 0
         self.stopped = False
+        self.stalled = 0.0  # seconds without a call, once StallWatch gave up on the engine
+        self.called_at = time.monotonic()
         self._written_at = 0.0
         self._checked_at = time.monotonic()
 
     def progress(self, value) -> None:
+        self.called_at = time.monotonic()
         fraction = float(value)
         if fraction > 1.0:  # the engine may report percent
             fraction /= 100.0
@@ -348,38 +501,109 @@ class ProgressReporter:
         if percents == self.percents or now - self._written_at < PROGRESS_INTERVAL:
             return
         self._written_at = self._checked_at = now
+        try:
+            updated = this_attempt(self.task).filter(percents__lt=percents).update(
+                percents=percents
+            )
+        except DatabaseError as error:
+            self._lost_database(error)
+            return
         self.percents = percents
-        updated = ExportTask.objects.filter(
-            id=self.task_id, state=State.IN_PROGRESS, percents__lt=percents
-        ).update(percents=percents)
         if not updated:
             self._check_state()
 
     def cancelled(self) -> bool:
+        self.called_at = time.monotonic()
         if not self.stopped and time.monotonic() - self._checked_at >= CANCEL_CHECK_INTERVAL:
             self._check_state()
         return self.stopped
 
     def _check_state(self) -> None:
         self._checked_at = time.monotonic()
-        state = ExportTask.objects.filter(id=self.task_id).values_list("state", flat=True).first()
-        self.stopped = state != State.IN_PROGRESS
+        try:
+            self.stopped = not this_attempt(self.task).exists()
+        except DatabaseError as error:
+            self._lost_database(error)
+
+    def _lost_database(self, error) -> None:
+        """Keep exporting; the next write reconnects (the final one retries until it can)."""
+        log.warning("export %s: database unavailable (%s); carrying on", self.task_id, error)
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+class ExportStalled(Exception):
+    """Raised in the job's thread by StallWatch: the engine hangs on its input."""
+
+
+class StallWatch:
+    """Interrupts an engine that has not called back for `seconds` (blocked reading an
+    archive that hangs): a signal to the job's thread breaks the blocking system call and
+    raises ExportStalled there. Only in the main thread (where Python runs signal handlers),
+    which is where rq runs jobs."""
+
+    def __init__(self, reporter: ProgressReporter, seconds: float | None):
+        self.reporter = reporter
+        self.seconds = seconds
+        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
+        self._stop = threading.Event()
+        self._previous = None
+
+    def __enter__(self):
+        if self.active:
+            self._previous = signal.signal(signal.SIGUSR1, self._raise)
+            threading.Thread(target=self._watch, daemon=True, name="stall-watch").start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            self._stop.set()
+            signal.signal(signal.SIGUSR1, self._previous)
+
+    def _raise(self, signum, frame):
+        raise ExportStalled(f"no progress for {self.reporter.stalled:.0f} s")
+
+    def _watch(self):
+        main = threading.main_thread().ident
+        while not self._stop.wait(min(1.0, self.seconds / 4)):
+            quiet = time.monotonic() - self.reporter.called_at
+            if quiet >= self.seconds:
+                self.reporter.stalled = quiet
+                signal.pthread_kill(main, signal.SIGUSR1)
+                self.reporter.called_at = time.monotonic()  # again later if it did not stop
+
+
+LEASE_RENEW = """
+local current = redis.call('get', KEYS[1])
+if current == false or current == ARGV[1] then
+    redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return 1
+end
+return 0
+"""
 
 
 class Lease:
-    """A Redis key with a short TTL that a background thread keeps alive while the job runs.
+    """A Redis key with a short TTL, holding the attempt id, that a background thread keeps
+    alive while the job runs.
 
     If the worker dies (SIGKILL, reboot) the key expires and maintenance re-queues the task.
+    A renewal never takes over a key that names another attempt; one lost to a Redis restart
+    or flush is written again.
     """
 
-    def __init__(self, task_id):
+    def __init__(self, task_id, attempt_id=None):
         self.key = LEASE_KEY.format(task_id)
+        self.value = str(attempt_id or os.getpid())
         self.connection = get_queue().connection
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{task_id}")
 
     def __enter__(self):
-        self.connection.set(self.key, os.getpid(), ex=LEASE_SECONDS)
+        try:
+            self.connection.set(self.key, self.value, ex=LEASE_SECONDS)
+        except redis.RedisError as error:  # the renewal thread tries again
+            log.warning("cannot take lease %s: %s", self.key, error)
         self._thread.start()
         return self
 
@@ -387,18 +611,28 @@ class Lease:
         self._stop.set()
         self._thread.join(timeout=5)
         try:
-            self.connection.delete(self.key)
+            if self.connection.get(self.key) == self.value.encode():
+                self.connection.delete(self.key)
         except redis.RedisError:
             pass
 
     def _renew(self):
         while not self._stop.wait(max(1.0, LEASE_SECONDS / 3)):
             try:
-                self.connection.set(self.key, os.getpid(), ex=LEASE_SECONDS)
+                self.connection.eval(LEASE_RENEW, 1, self.key, self.value, LEASE_SECONDS)
             except redis.RedisError as error:
                 log.warning("cannot renew lease %s: %s", self.key, error)
 
 
-def lease_is_alive(task_id, conn=None) -> bool:
+def lease_holder(task_id, conn=None) -> str | None:
+    """The attempt id (or pid) that holds the task's lease, None when nobody does."""
     conn = conn or get_queue().connection
-    return bool(conn.exists(LEASE_KEY.format(task_id)))
+    value = conn.get(LEASE_KEY.format(task_id))
+    return value.decode() if value is not None else None
+
+
+def lease_is_alive(task_id, conn=None, attempt_id=None) -> bool:
+    holder = lease_holder(task_id, conn)
+    if holder is None:
+        return False
+    return attempt_id is None or holder == str(attempt_id)

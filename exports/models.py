@@ -195,6 +195,9 @@ class ExportTask(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The run that claimed the task; every later write of a run is conditional on it, so a
+    # stale run (one that lost its lease and was replaced) cannot touch the current one.
+    attempt_id = models.UUIDField(null=True, blank=True, editable=False)
 
     objects = ExportTaskQuerySet.as_manager()
 

@@ -100,7 +100,10 @@ HEALTH = {
         "Database": {"type": "string"},
         "Redis": {"type": "string"},
         "Workers": {"type": ["integer", "null"]},
-        "QueuedJobs": {"type": "integer"},
+        "QueuedJobs": {"type": ["integer", "null"]},
+        "Maintenance": {"type": "string", "enum": ["ok", "late"]},
+        "MaintenanceLastRun": {"type": ["string", "null"], "description": "null: not since Redis started"},
+        "MaintenanceAgeSeconds": {"type": ["number", "null"]},
         "Disk": {"type": "string", "enum": ["ok", "low"]},
         "DiskFreeBytes": {"type": ["integer", "null"]},
         "Seconds": {"type": "number"},
@@ -247,7 +250,7 @@ def document(request=None) -> dict:
             },
             "/healthz": {
                 "get": {
-                    "summary": "Database, Redis, worker heartbeat and disk",
+                    "summary": "Database, Redis, workers, maintenance and disk",
                     "security": [{}],
                     "responses": {
                         "200": {"description": "Up (Status ok or degraded)", "content": _json("Health")},

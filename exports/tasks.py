@@ -117,17 +117,14 @@ def create_export_task(
     507 disk, 503 queue down
     (the row is then kept as Failed "job queue unavailable" for the audit trail).
     """
-    from exports.archive import ArchiveError, index_camera, last_recorded_frame
+    from exports.archive import last_recorded_frame
 
     if source != ExportTask.Source.COMMAND:
         check_queue_quota(user)
     # Refresh the index only when the range reaches past what it knows (the newest minute of
     # a recorder); maintenance re-indexes everything every minute anyway.
     if end is None or camera.last_recording is None or end > camera.last_recording:
-        try:
-            index_camera(camera, recent_only=True)
-        except ArchiveError as error:  # export what the index already knows
-            log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
+        refresh_recent_segments(camera)
     requested_end = end
     if end is None:
         end = last_recorded_frame(camera)
@@ -162,6 +159,29 @@ def create_export_task(
         remote_addr=remote_addr or None,
     )
     return _save_and_enqueue(task, user, remote_addr)
+
+
+# The newest files of a growing camera are probed within this budget, off the request thread.
+REFRESH_BUDGET_SECONDS = 1.0
+
+
+def refresh_recent_segments(camera) -> None:
+    """Index the camera's newest files, waiting at most REFRESH_BUDGET_SECONDS; one refresh
+    per camera at a time. A slow or hung archive leaves the index as it was (maintenance and
+    the export job look again)."""
+    from exports import timebox
+    from exports.archive import ArchiveError, index_camera
+
+    def refresh():
+        return index_camera(camera, recent_only=True)
+
+    try:
+        if connection.in_atomic_block:  # a thread could not see this transaction's rows
+            refresh()
+        else:
+            timebox.within_budget(f"index-{camera.pk}", refresh, REFRESH_BUDGET_SECONDS)
+    except (ArchiveError, timebox.NotDone) as error:  # export what the index already knows
+        log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
 
 
 def _save_and_enqueue(task, user, remote_addr) -> ExportTask:
@@ -327,6 +347,9 @@ def cancel_task(task, user=None, remote_addr=None) -> ExportTask:
         record_audit(task, Action.CANCEL, user, remote_addr)
         if task.started_at is None:
             remove_task_files(task)
+            from exports import jobs
+
+            jobs.forget_job(task.id)  # a queued job of a cancelled task is not dequeued
     return task
 
 

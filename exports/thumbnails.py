@@ -26,10 +26,32 @@ def cache_dir(camera) -> Path:
     return Path(settings.DATA_DIR) / "cache" / "thumbnails" / str(camera.pk)
 
 
+# A page request waits at most this long for a thumbnail to be decoded; a slow or hung
+# archive gets none this time (the decode goes on in the background and is cached).
+DECODE_BUDGET_SECONDS = 2.0
+
+
 def latest_thumbnail(camera) -> Path | None:
-    """Path of a JPEG of the camera's latest decodable frame, or None if nothing decodes."""
-    for segment in camera.segments.order_by("-start")[:SEGMENTS_TO_TRY]:
-        source = Path(segment_abspath(camera, segment))
+    """Path of a JPEG of the camera's latest decodable frame, or None if nothing decodes
+    (or not within the budget)."""
+    from exports import timebox
+
+    sources = [
+        Path(segment_abspath(camera, segment))
+        for segment in camera.segments.order_by("-start")[:SEGMENTS_TO_TRY]
+    ]
+    try:
+        return timebox.within_budget(
+            f"thumbnail-{camera.pk}", lambda: _first_thumbnail(camera, sources),
+            DECODE_BUDGET_SECONDS,
+        )
+    except timebox.NotDone:
+        return None
+
+
+def _first_thumbnail(camera, sources: list[Path]) -> Path | None:
+    """Runs off the request thread (no database here): the cached or a new JPEG."""
+    for source in sources:
         try:
             stat = source.stat()
         except OSError:

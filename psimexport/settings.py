@@ -131,9 +131,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 # Redis and the job queue. `make run` starts an embedded Redis and sets REDIS_URL when unset.
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {
+    # Housekeeping has its own queue, which every worker serves first (see exports/worker.py).
+    "maintenance": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
     "exports": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
+RQ = {"WORKER_CLASS": "exports.worker.ExportWorker"}
 RQ_SHOW_ADMIN_LINK = True
 
 # Export behaviour (names fixed in INTERFACES.md).

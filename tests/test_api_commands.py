@@ -77,7 +77,7 @@ def test_create_api_token_prints_only_a_working_key(users, cameras):
 def test_start_maintenance_is_idempotent_and_the_round_reschedules_itself(db, redis_conn):
     call_command("start_maintenance", stdout=io.StringIO())
     call_command("start_maintenance", stdout=io.StringIO())
-    queue = django_rq.get_queue("default")
+    queue = django_rq.get_queue("maintenance")  # its own queue, which workers serve first
     assert queue.count == 1
     job = queue.jobs[0]
     assert job.func_name == "exports.maintenance.run_maintenance"

@@ -33,15 +33,29 @@ def recorded(archive_dir):
     return Camera.objects.create(camera_id="front", name="Front door", archive_path=str(archive_dir))
 
 
-def test_index_now_action_indexes_and_reports(admin_client, recorded):
+def run_maintenance_queue():
+    """What a worker does with the queued "Index now" jobs."""
+    from rq import SimpleWorker
+
+    from exports.maintenance import get_queue
+
+    queue = get_queue()
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    return queue
+
+
+def test_index_now_action_queues_the_indexing_for_a_worker(admin_client, recorded, redis_conn):
     url = reverse("admin:exports_camera_changelist")
     response = admin_client.post(
         url, {"action": "index_now", "_selected_action": [recorded.pk]}, follow=True
     )
     assert response.status_code == 200
+    assert "Camera front: indexing queued" in response.content.decode()
+    assert Segment.objects.filter(camera=recorded).count() == 0  # not in the web request
+    queue = run_maintenance_queue()
     assert Segment.objects.filter(camera=recorded).count() == 3
-    text = response.content.decode()
-    assert "Camera front: 3 segments" in text  # the admin capitalises messages
+    (job_id,) = queue.finished_job_registry.get_job_ids()
+    assert "3 segments" in queue.fetch_job(job_id).return_value()
 
 
 def test_camera_list_shows_coverage_with_a_constant_number_of_queries(
@@ -100,13 +114,16 @@ def test_segment_list_is_read_only_with_filters_and_dates(admin_client, recorded
     assert segment.path == "2026-11-20/10/front/00.00.mp4"
 
 
-def test_index_now_reports_a_missing_archive_as_an_error(admin_client, tmp_path):
+def test_index_now_of_a_missing_archive_fails_its_job_with_the_reason(
+    admin_client, tmp_path, redis_conn
+):
     camera = Camera.objects.create(camera_id="gone", archive_path=str(tmp_path / "unmounted"))
     response = admin_client.post(
         reverse("admin:exports_camera_changelist"),
         {"action": "index_now", "_selected_action": [camera.pk]},
         follow=True,
     )
-    text = response.content.decode()
-    assert 'class="error"' in text
-    assert "is not a readable directory" in text
+    assert response.status_code == 200
+    queue = run_maintenance_queue()
+    (job_id,) = queue.failed_job_registry.get_job_ids()
+    assert "is not a readable directory" in queue.fetch_job(job_id).latest_result().exc_string

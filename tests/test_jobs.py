@@ -20,6 +20,7 @@ from exports import jobs, maintenance
 from exports.models import AuditEvent, ExportTask
 from tests import api_support
 from tests.api_support import T0, psim, run_worker
+from tests.waiting import wait_until
 
 recordings, cameras, users, tokens = (
     api_support.recordings, api_support.cameras, api_support.users, api_support.tokens
@@ -70,14 +71,16 @@ def test_cancelling_a_running_export_stops_it_and_leaves_no_file(
     original = jobs.ProgressReporter.progress
     calls = []
 
-    def cancel_then_slow_down(self, value):
+    def cancel_on_first_progress(self, value):
         if not calls:  # the operator presses Delete while the export runs
             response = alice.post("/deletearchivetask", {"ArchiveTaskId": str(self.task_id)})
             calls.append(response.json())
         original(self, value)
-        time.sleep(0.25)  # a real export takes longer than this tiny one
 
-    monkeypatch.setattr(jobs.ProgressReporter, "progress", cancel_then_slow_down)
+    # The job looks at the row on every progress call, so the tiny export notices at once.
+    monkeypatch.setattr(jobs, "CANCEL_CHECK_INTERVAL", 0.0)
+    monkeypatch.setattr(jobs, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(jobs.ProgressReporter, "progress", cancel_on_first_progress)
     task = create(alice, django_capture_on_commit_callbacks)
     run_worker(exports_queue)
     task.refresh_from_db()
@@ -234,85 +237,77 @@ def _database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-SLOW_WORKER = """
-import os, sys, time
-sys.path.insert(0, os.getcwd())
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psimexport.settings")
-import django
-django.setup()
-from exports import jobs
-original = jobs.ProgressReporter.progress
-def slow(self, value):  # a long export, so there is time to kill the worker mid-way
-    original(self, value)
-    time.sleep(0.5)
-jobs.ProgressReporter.progress = slow
-import django_rq
-from rq import SimpleWorker
-queue = django_rq.get_queue("exports")
-SimpleWorker([queue], connection=queue.connection).work(burst=True)
-"""
+def start_worker(kind: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.gated_worker", kind], cwd=BASE_DIR, env=env)
+
+
+def worker_env(worker_data: Path, gate: Path, pause_at: int = 1, **extra) -> dict:
+    return {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "PSIMEXPORT_DATA": str(worker_data),
+        "PSIMEXPORT_TEST_GATE": str(gate),
+        "PSIMEXPORT_TEST_PAUSE_AT": str(pause_at),
+        **extra,
+    }
+
+
+def paused_pid(gate: Path, worker, seconds: float = 120) -> int:
+    """The pid of the process whose export is paused at the gate."""
+    marker = Path(f"{gate}.paused")
+
+    def paused():
+        assert worker.poll() is None, "the worker exited early"
+        return marker.exists() and marker.read_text()
+
+    return int(wait_until(paused, seconds, "the export to reach the gate"))
 
 
 @pytest.mark.django_db(transaction=True)
 def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, tmp_path, monkeypatch):
-    worker_data = tmp_path / "worker-data"
+    worker_data, gate = tmp_path / "worker-data", tmp_path / "gate"
     settings.EXPORTS_DIR = worker_data / "exports"
     monkeypatch.setattr(jobs, "LEASE_SECONDS", 2)
     task_id = alice.create(**WHOLE).json()["ArchiveTaskId"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "PSIMEXPORT_DATA": str(worker_data),
-        "PSIMEXPORT_JOB_LEASE_SECONDS": "2",
-    }
-    worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER], cwd=BASE_DIR, env=env)
+    env = worker_env(worker_data, gate, PSIMEXPORT_JOB_LEASE_SECONDS="2")
+    worker = start_worker("simple", env)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            task = ExportTask.objects.get(id=task_id)
-            if task.state == "InProgress" and task.percents > 0:
-                break
-            assert worker.poll() is None, "the worker exited early"
-            time.sleep(0.1)
-        else:
-            pytest.fail("the worker never started the export")
+        paused_pid(gate, worker)
         worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        worker.wait(30)
     finally:
         if worker.poll() is None:
             worker.kill()
     assert ExportTask.objects.get(id=task_id).state == "InProgress"
-    assert list((worker_data / "exports" / task_id).glob("*.part"))  # a half file was left
-    time.sleep(2.5)  # the lease expires
+    assert list((worker_data / "exports" / task_id).rglob("*.part"))  # a half file was left
+    wait_until(lambda: not jobs.lease_is_alive(task_id), 30, "the lease to lapse")
     assert maintenance.recover_stuck_tasks() == 1
     task = ExportTask.objects.get(id=task_id)
-    assert task.state == "Created" and task.attempts == 1
+    assert task.state == "Created" and task.attempts == 1 and task.attempt_id is None
     assert not (worker_data / "exports" / task_id).exists()
     run_worker(exports_queue)
     task.refresh_from_db()
     assert (task.state, task.percents, task.attempts) == ("ReadyForDownload", 100, 2)
     assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
+    actions = list(
+        AuditEvent.objects.filter(task_id=task_id).order_by("at").values_list("action", flat=True)
+    )
+    assert actions == ["create", "start", "retry", "start", "finish"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_lets_the_running_export_finish(alice, exports_queue, settings, tmp_path):
     """rq's warm shutdown: SIGTERM to the worker (as `make run` sends on stop) waits for the
     job; the export completes instead of leaving a half file."""
-    worker_data = tmp_path / "worker-data"
+    worker_data, gate = tmp_path / "worker-data", tmp_path / "gate"
     settings.EXPORTS_DIR = worker_data / "exports"
     task_id = alice.create(**WHOLE).json()["ArchiveTaskId"]
-    env = {**os.environ, "DATABASE_URL": _database_url(), "PSIMEXPORT_DATA": str(worker_data)}
-    script = SLOW_WORKER.replace("SimpleWorker([queue]", "Worker([queue]").replace(
-        "import SimpleWorker", "import Worker"
-    )
-    worker = subprocess.Popen([sys.executable, "-c", script], cwd=BASE_DIR, env=env)
+    worker = start_worker("serve", worker_env(worker_data, gate))
     try:
-        deadline = time.monotonic() + 60
-        while ExportTask.objects.get(id=task_id).percents == 0:
-            assert time.monotonic() < deadline and worker.poll() is None
-            time.sleep(0.1)
+        paused_pid(gate, worker)
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(60) == 0
+        gate.touch()
+        assert worker.wait(120) == 0
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -352,3 +347,177 @@ def test_a_segment_deleted_before_the_job_runs_is_reported_with_the_file(
     status = alice.status(task.id).json()
     assert "could not be read" in status["ErrorMessage"] and gone.name in status["ErrorMessage"]
     assert task.gaps == [{"From": "2026-11-20T10:00:02.000Z", "To": "2026-11-20T10:00:04.000Z"}]
+
+
+# -- attempts, maintenance and the queue (issue 10) ---------------------------------------------
+
+
+def claim(task):
+    claimed = jobs.claim_task(str(task.id))
+    assert claimed is not None and claimed.attempt_id is not None
+    return claimed
+
+
+def lose_worker(task):
+    """What maintenance sees after a worker vanished: the run's lease lapsed long ago."""
+    long_ago = timezone.now() - timedelta(minutes=10)
+    ExportTask.objects.filter(id=task.id).update(started_at=long_ago)
+    assert maintenance.recover_stuck_tasks() == 1
+
+
+def test_a_stale_run_cannot_finish_fail_or_remove_the_files_of_the_current_run(
+    alice, exports_queue, django_capture_on_commit_callbacks
+):
+    task = create(alice, django_capture_on_commit_callbacks)
+    stale = claim(task)
+    lose_worker(task)  # the first run is re-queued while it still runs (a paused VM)
+    current = claim(task)
+    assert current.attempt_id != stale.attempt_id and current.attempts == 2
+    mine = jobs._output_path(current)
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"the current run's half-written file")
+
+    assert jobs.execute_task(stale, jobs._output_path(stale)) is None  # sees it was replaced
+    jobs._fail(stale, jobs._output_path(stale), True, "stale run crashed")
+    row = ExportTask.objects.get(id=task.id)
+    assert (row.state, row.attempt_id, row.error_message) == ("InProgress", current.attempt_id, "")
+    assert mine.read_bytes() == b"the current run's half-written file"
+    assert not jobs.attempt_dir(stale).exists()
+
+    mine.unlink()
+    assert jobs.execute_task(current, jobs._output_path(current)) is not None
+    row.refresh_from_db()
+    assert row.state == "ReadyForDownload" and (jobs.settings.EXPORTS_DIR / row.output_path).is_file()
+    assert [p.name for p in task_files(row)] == [Path(row.output_path).name]
+
+
+def test_recovery_rechecks_under_a_lock_so_a_run_finishing_meanwhile_keeps_its_file(
+    alice, exports_queue, django_capture_on_commit_callbacks, monkeypatch
+):
+    task = create(alice, django_capture_on_commit_callbacks)
+    run = claim(task)
+    ExportTask.objects.filter(id=task.id).update(started_at=timezone.now() - timedelta(minutes=10))
+    checked = jobs.lease_is_alive
+
+    def run_finishes_right_after_the_lease_check(*args, **kwargs):
+        answer = checked(*args, **kwargs)
+        if ExportTask.objects.get(id=task.id).state == "InProgress":
+            assert jobs.execute_task(run, jobs._output_path(run)) is not None
+        return answer
+
+    monkeypatch.setattr(jobs, "lease_is_alive", run_finishes_right_after_the_lease_check)
+    maintenance.recover_stuck_tasks()
+    row = ExportTask.objects.get(id=task.id)
+    assert row.state == "ReadyForDownload"
+    assert (jobs.settings.EXPORTS_DIR / row.output_path).is_file()
+
+
+def test_created_tasks_whose_jobs_vanished_with_redis_are_queued_again(
+    alice, exports_queue, redis_conn, django_capture_on_commit_callbacks
+):
+    task = create(alice, django_capture_on_commit_callbacks)
+    redis_conn.flushdb()  # Redis restarted empty
+    assert maintenance.requeue_lost_jobs() == 0  # just created: its job may be on its way
+    later = timezone.now() + maintenance.ORPHAN_JOB_GRACE + timedelta(seconds=1)
+    assert maintenance.requeue_lost_jobs(now=later) == 1
+    assert maintenance.requeue_lost_jobs(now=later) == 0  # queued now: left alone
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert task.state == "ReadyForDownload"
+
+
+def test_waiting_for_a_free_slot_is_not_logged_as_an_error(
+    alice, exports_queue, settings, django_capture_on_commit_callbacks, caplog
+):
+    settings.PSIMEXPORT_MAX_CONCURRENT = 1
+    running = create(alice, django_capture_on_commit_callbacks)
+    ExportTask.objects.filter(id=running.id).update(state="InProgress", started_at=timezone.now())
+    exports_queue.empty()
+    waiting = create(alice, django_capture_on_commit_callbacks)
+    with caplog.at_level("INFO"):
+        run_worker(exports_queue)
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert any("waits" in r.getMessage() for r in caplog.records)
+    assert exports_queue.scheduled_job_registry.get_job_ids() == [str(waiting.id)]
+
+
+def test_another_users_export_does_not_wait_behind_a_flood_and_cancelled_jobs_leave_the_queue(
+    alice, bob, exports_queue, django_capture_on_commit_callbacks
+):
+    flood = [create(alice, django_capture_on_commit_callbacks) for _ in range(5)]
+    body = {"CameraId": "2", "From": psim(T0), "To": psim(T0 + timedelta(seconds=2))}
+    other = create(bob, django_capture_on_commit_callbacks, **body)
+    assert exports_queue.job_ids[0] == str(other.id)  # bob had nothing queued: goes first
+    assert exports_queue.job_ids[1] == str(flood[0].id)
+    for task in flood:
+        alice.post("/deletearchivetask", {"ArchiveTaskId": str(task.id)})
+    assert exports_queue.job_ids == [str(other.id)]
+
+
+def test_maintenance_has_its_own_queue_served_first_and_is_rearmed_when_a_worker_starts(
+    redis_conn, exports_queue
+):
+    from exports.worker import ExportWorker
+
+    worker = ExportWorker([exports_queue], connection=exports_queue.connection)
+    assert worker.queue_names() == ["maintenance", "exports"]
+    assert maintenance.get_queue().count == 0  # a fresh (or flushed) Redis: nothing pending
+    worker.bootstrap()
+    try:
+        (pending,) = maintenance.get_queue().jobs
+        assert pending.func_name == "exports.maintenance.run_maintenance"
+        worker.run_maintenance_tasks()  # every minute: still one round pending, not two
+        assert maintenance.get_queue().count == 1
+    finally:
+        worker.teardown()  # also stops its pub/sub listener thread
+
+
+def test_healthz_counts_idle_workers_and_says_when_maintenance_is_late(
+    client, redis_conn, exports_queue
+):
+    from rq import Worker
+
+    body = client.get("/healthz").json()
+    assert (body["Workers"], body["MaintenanceLastRun"], body["Status"]) == (0, None, "degraded")
+    idle = Worker([exports_queue], connection=exports_queue.connection)
+    idle.register_birth()
+    # An idle worker heartbeats only between two waits for a job (minutes apart).
+    idle.connection.hset(idle.key, "last_heartbeat", "2000-01-01T00:00:00.000000Z")
+    maintenance.run_maintenance(reschedule=False, reindex=False)
+    body = client.get("/healthz").json()
+    assert body["Workers"] == 1 and body["Maintenance"] == "ok"
+    assert body["MaintenanceAgeSeconds"] < 60
+    redis_conn.set(maintenance.LAST_RUN_KEY, f"{time.time() - 181:.3f}")
+    body = client.get("/healthz").json()
+    assert (body["Maintenance"], body["Status"]) == ("late", "degraded")
+    idle.register_death()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_survives_its_database_connections_being_terminated(
+    alice, exports_queue, monkeypatch
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend needs PostgreSQL (set DATABASE_URL)")
+    import psycopg
+
+    monkeypatch.setattr(jobs, "PROGRESS_INTERVAL", 0.0)
+    original = jobs.ProgressReporter.progress
+    terminated = []
+
+    def terminate_the_jobs_connection(self, value):
+        connection.ensure_connection()  # the one the job reconnected, if it had to
+        backend = connection.connection.info.backend_pid
+        if backend not in terminated:
+            with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+            terminated.append(backend)
+        original(self, value)
+
+    monkeypatch.setattr(jobs.ProgressReporter, "progress", terminate_the_jobs_connection)
+    task_id = alice.create(**WHOLE).json()["ArchiveTaskId"]
+    run_worker(exports_queue)
+    monkeypatch.undo()
+    task = ExportTask.objects.get(id=task_id)
+    assert terminated  # every connection the job used was killed under it
+    assert (task.state, task.percents, task.attempts) == ("ReadyForDownload", 100, 1)

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.waiting import process_gone, wait_until
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -40,8 +42,7 @@ def read_until(process, pattern: str, seconds: float) -> tuple[re.Match, str]:
     raise AssertionError(f"launcher never printed {pattern!r}; output:\n{seen}")
 
 
-def test_launcher_serves_admin_and_stops_everything_it_started(tmp_path):
-    port = free_port()
+def launcher_env(tmp_path, port: int) -> dict:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -55,10 +56,20 @@ def test_launcher_serves_admin_and_stops_everything_it_started(tmp_path):
         DJANGO_SUPERUSER_PASSWORD="correct horse battery",
         PYTHONUNBUFFERED="1",
     )
-    launcher = subprocess.Popen(
+    return env
+
+
+def start_launcher(tmp_path, port: int, stdout=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "psimexport.launcher"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=BASE_DIR, env=launcher_env(tmp_path, port), stdout=stdout,
+        stderr=subprocess.STDOUT, text=True,
     )
+
+
+def test_launcher_serves_admin_and_stops_everything_it_started(tmp_path):
+    port = free_port()
+    launcher = start_launcher(tmp_path, port)
     try:
         redis_line, _ = read_until(launcher, r"embedded Redis \(pid (\d+)\)", 120)
         read_until(launcher, rf"psimexport is running at http://127\.0\.0\.1:{port}/", 120)
@@ -81,10 +92,78 @@ def test_launcher_serves_admin_and_stops_everything_it_started(tmp_path):
         launcher.send_signal(signal.SIGINT)
         launcher.wait(120)
         assert launcher.returncode == 0
-        time.sleep(0.5)
-        left = [pid for pid in started if psutil.pid_exists(pid)
-                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-        assert left == [], f"processes left running: {left}"
+        wait_until(lambda: all(map(process_gone, started)), 30, "every child to exit")
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The live rq worker processes (not their work horses) the launcher started."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if "rqworker" in " ".join(child.cmdline()):
+                found.append(child.pid)
+        except psutil.Error:  # exited (a zombie until the launcher reaps it)
+            pass
+    return found
+
+
+def healthz(port: int) -> dict:
+    import json
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            return json.load(answer)
+    except (OSError, ValueError):
+        return {}
+
+
+def test_supervisor_restarts_what_died_survives_redis_away_and_dies_with_the_launcher(tmp_path):
+    """A killed worker is started again; Redis stopped for 14 s does not stop the service;
+    and when the launcher itself is SIGKILLed, nothing it started lives on."""
+    port = free_port()
+    launcher = start_launcher(tmp_path, port)
+    try:
+        redis_line, _ = read_until(launcher, r"embedded Redis \(pid (\d+)\)", 120)
+        read_until(launcher, rf"psimexport is running at http://127\.0\.0\.1:{port}/", 120)
+        redis_pid = int(redis_line.group(1))
+        before = workers_of(launcher.pid)
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)
+        wait_until(
+            lambda: len(set(workers_of(launcher.pid)) - set(before)) == 1, 60,
+            "the killed worker to be started again",
+        )
+        wait_until(lambda: healthz(port).get("Workers") == 2, 120, "two live workers")
+
+        os.kill(redis_pid, signal.SIGSTOP)  # Redis away for 14 s
+        try:
+            deadline = time.monotonic() + 14
+            while time.monotonic() < deadline:
+                assert launcher.poll() is None, "the launcher gave up while Redis was away"
+                time.sleep(0.5)
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        wait_until(
+            lambda: healthz(port).get("Redis") == "ok" and healthz(port).get("Workers") == 2,
+            120, "the service to be whole again after Redis came back",
+        )
+        assert launcher.poll() is None
+
+        everything = [p.pid for p in descendants(launcher.pid)] + [redis_pid]
+        launcher.kill()  # SIGKILL: no handler runs; the children must notice themselves
+        launcher.wait(30)
+        wait_until(
+            lambda: all(map(process_gone, everything)), 60,
+            "every process the launcher started to exit",
+        )
     finally:
         if launcher.poll() is None:
             launcher.kill()

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from exports.admin.readonly import ReadOnlyAdmin
-from exports.archive import ArchiveError, camera_zone, index_camera, validate_pattern
+from exports.archive import ArchiveError, camera_zone, validate_pattern
 from exports.models import Camera, Segment, validate_camera_id
 
 
@@ -95,14 +95,27 @@ class CameraAdmin(admin.ModelAdmin):
 
     @admin.action(description="Index now")
     def index_now(self, request, queryset):
+        """Queue the indexing (a worker does it): a large or hung archive must not hold a
+        web request."""
+        from redis import RedisError
+
+        from exports.maintenance import enqueue_index
+
         for camera in queryset:
             try:
-                summary = index_camera(camera)
-            except ArchiveError as error:
-                self.message_user(request, f"camera {camera.camera_id}: {error}", messages.ERROR)
+                enqueue_index(camera)
+            except (RedisError, OSError) as error:
+                self.message_user(
+                    request, f"camera {camera.camera_id}: job queue unavailable ({error})",
+                    messages.ERROR,
+                )
                 continue
-            level = messages.WARNING if summary.failed else messages.SUCCESS
-            self.message_user(request, str(summary), level)
+            self.message_user(
+                request,
+                f"camera {camera.camera_id}: indexing queued; its coverage updates when a "
+                "worker has done it",
+                messages.SUCCESS,
+            )
 
 
 @admin.register(Segment)

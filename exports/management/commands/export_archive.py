@@ -3,6 +3,7 @@
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -49,7 +50,11 @@ class Command(BaseCommand):
         task = self._claimed_task(camera, start, end, fmt)
         began = time.monotonic()
         try:
-            result = jobs.execute_task(task, out_path, self._progress_bar(), keep_in_exports=False)
+            # The lease tells maintenance this task is not stuck while the command runs.
+            with jobs.Lease(task.id, task.attempt_id):
+                result = jobs.execute_task(
+                    task, out_path, self._progress_bar(), keep_in_exports=False
+                )
         except KeyboardInterrupt:
             jobs._fail(task, out_path, False, "interrupted on the command line")
             raise CommandError("interrupted; no file written") from None
@@ -93,7 +98,7 @@ class Command(BaseCommand):
         task = ExportTask.objects.create(
             camera=camera, requested_from=start, requested_to=end, start=start, end=end,
             format=fmt, source=ExportTask.Source.COMMAND, state=ExportTask.State.IN_PROGRESS,
-            started_at=timezone.now(), attempts=1,
+            started_at=timezone.now(), attempts=1, attempt_id=uuid.uuid4(),
         )
         record_audit(task, AuditEvent.Action.CREATE, source="command")
         record_audit(task, AuditEvent.Action.START, attempt=1)
