@@ -2,11 +2,18 @@
 
 from django.urls import path
 
-from exports import views
+from exports import review, views
 
 urlpatterns = [
     path("", views.cameras, name="cameras"),
     path("cameras/<str:camera_id>/thumbnail.jpg", views.camera_thumbnail, name="camera-thumbnail"),
+    path("cameras/<str:camera_id>/review/", review.review, name="review"),
+    path("cameras/<str:camera_id>/review/index.json", review.review_index, name="review-index"),
+    path("cameras/<str:camera_id>/review/frame.jpg", review.review_frame, name="review-frame"),
+    path(
+        "cameras/<str:camera_id>/review/piece/<int:segment_id>/<int:index>.mp4",
+        review.review_piece, name="review-piece",
+    ),
     path("export/", views.export, name="export"),
     path("export/preview/", views.export_preview, name="export-preview"),
     path("tasks/", views.task_list, name="tasks"),
