@@ -193,7 +193,8 @@ def _copy(path: Path, index: int, audio: bool) -> Piece:
                 a_out = out.add_stream_from_template(in_a)
                 a_out.time_base = in_a.time_base
                 if not in_a.codec_context.extradata:  # ADTS (MPEG-TS): raw AAC for mp4
-                    bsf = av.bitstream.BitStreamFilterContext("aac_adtstoasc", in_a, a_out)
+                    a_out.codec_context.extradata = _adts_config(bytes(packets.audio[0]))
+                    bsf = av.bitstream.BitStreamFilterContext("aac_adtstoasc", in_a)
             out.start_encoding()
             shift = packets.first_pts
             for packet in packets.video:
@@ -214,6 +215,15 @@ def _copy(path: Path, index: int, audio: bool) -> Piece:
         if a_out is not None:
             codecs += ", mp4a.40.2"
         return _piece(index, packets, buffer.getvalue(), len(packets.video), codecs, "copy")
+
+
+def _adts_config(frame: bytes) -> bytes:
+    """The AudioSpecificConfig an mp4 needs, from the header of one ADTS frame."""
+    if len(frame) < 7 or frame[0] != 0xFF or frame[1] & 0xF0 != 0xF0:
+        raise PieceError("AAC audio without a configuration or ADTS headers")
+    profile, rate = (frame[2] >> 6) & 3, (frame[2] >> 2) & 0xF
+    channels = ((frame[2] & 1) << 2) | (frame[3] >> 6)
+    return (((profile + 1) << 11) | (rate << 7) | (channels << 3)).to_bytes(2, "big")
 
 
 def _video_codecs(extradata: bytes | None) -> str:
