@@ -465,9 +465,13 @@ def task_download(request, task_id):
             request, "exports/unavailable.html", {"task": task, "message": unavailable.message},
             status=unavailable.status,
         )
-    # A <video> asks for many ranges; only a request from the first byte is a download.
+    # A <video> asks for many ranges; only a request from the first byte is a download, and
+    # the detail page's own player (?play=1) is recorded as a view, not a download.
     if response.status_code in (200, 206) and request.method == "GET" and _from_first_byte(request):
-        tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request))
+        player = request.GET.get("play") == "1"
+        action = AuditEvent.Action.VIEW if player else AuditEvent.Action.DOWNLOAD
+        extra = {"via": "player"} if player else {}
+        tasks.record_audit(task, action, request.user, client_addr(request), **extra)
     return response
 
 

@@ -559,7 +559,8 @@ def test_export_runs_and_downloads_through_the_pages(
     assert task.state == State.READY, task.error_message
 
     detail = alice.get(reverse("task-detail", args=[task.id])).content.decode()
-    assert f'<video controls preload="metadata" src="{reverse("task-download", args=[task.id])}"' in detail
+    assert f'<video controls preload="metadata" src="{reverse("task-download", args=[task.id])}?play=1"' in detail
+    assert f'{reverse("review", args=["1"])}?t=' in detail
 
     full = alice.get(reverse("task-download", args=[task.id]))
     body = b"".join(full.streaming_content)
@@ -574,6 +575,12 @@ def test_export_runs_and_downloads_through_the_pages(
     assert part.status_code == 206 and b"".join(part.streaming_content) == body[10:20]
     downloads = AuditEvent.objects.filter(task_id=task.id, action="download").count()
     assert downloads == 1  # the ranged request of a player is not another download
+
+    # The detail page's own player is a view, not a download, each time the page loads.
+    played = alice.get(reverse("task-download", args=[task.id]) + "?play=1", HTTP_RANGE="bytes=0-")
+    assert played.status_code == 206
+    assert AuditEvent.objects.filter(task_id=task.id, action="download").count() == 1
+    assert AuditEvent.objects.filter(task_id=task.id, action="view").count() == 1
 
 
 def test_download_of_unfinished_or_hidden_task(alice, cameras, users):
