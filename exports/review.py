@@ -120,6 +120,7 @@ def review_index(request, camera_id):
         "from": _ms(start),
         "to": _ms(end),
         "pieceSeconds": playback.PIECE_SECONDS,
+        "proxyPieceSeconds": playback.PROXY_PIECE_SECONDS,
         "segments": segments,
         "spans": [[_ms(a), _ms(b)] for a, b in spans],
         "gaps": [[_ms(a), _ms(b)] for a, b in coverage.gaps],

@@ -12,6 +12,8 @@ Two ways to make a piece:
   decoded and encoded again as H.264/AAC at a reduced size, frame for frame with the same
   timestamps, so the page maps media time to wall time the same way for both.
 
+Proxy pieces are shorter (PROXY_PIECE_SECONDS), as they are encoded before they are sent.
+
 Each piece's timestamps start at zero at its first frame; `Piece.start` says where that frame
 lies in the segment, so wall time = segment start + piece start + media time.
 """
@@ -26,6 +28,8 @@ from pathlib import Path
 import av
 
 PIECE_SECONDS = 10
+# Proxy pieces are encoded whole before they are sent: short ones start sooner.
+PROXY_PIECE_SECONDS = 2
 PROXY_MAX_WIDTH = 640
 BROWSER_VIDEO = frozenset({"h264"})
 BROWSER_AUDIO = frozenset({"aac"})
@@ -55,24 +59,28 @@ def needs_proxy(video_codec: str, audio_codec: str | None) -> bool:
     return video_codec not in BROWSER_VIDEO or bool(audio_codec and audio_codec not in BROWSER_AUDIO)
 
 
-def piece_index_at(seconds: float) -> int:
+def piece_index_at(seconds: float, piece_seconds: float = PIECE_SECONDS) -> int:
     """The grid cell a time (seconds from the segment's first frame) falls in."""
-    return max(0, int(seconds // PIECE_SECONDS))
+    return max(0, int(seconds // piece_seconds))
 
 
-def copy_piece(path: Path, index: int, at: float | None = None, audio: bool = True) -> Piece:
+def copy_piece(path: Path, index: int, at: float | None = None, audio: bool = True,
+               piece_seconds: float = PIECE_SECONDS) -> Piece:
     """Piece `index` of the segment at `path`, H.264/AAC stream-copied into fragmented MP4.
 
     With `at` (seconds into the segment), the piece holding that instant is returned instead
     when the frame at `at` precedes piece `index`'s first keyframe (a long GOP).
     """
-    return _containing(_copy, path, index, at, audio)
+    return _containing(lambda p, i, a: _copy(p, i, a, piece_seconds), path, index, at, audio)
 
 
 def proxy_piece(path: Path, index: int, at: float | None = None, audio: bool = True,
-                max_width: int = PROXY_MAX_WIDTH) -> Piece:
+                max_width: int = PROXY_MAX_WIDTH,
+                piece_seconds: float = PROXY_PIECE_SECONDS) -> Piece:
     """Piece `index` transcoded to H.264/AAC of at most `max_width` pixels wide."""
-    return _containing(lambda p, i, a: _proxy(p, i, a, max_width), path, index, at, audio)
+    return _containing(
+        lambda p, i, a: _proxy(p, i, a, max_width, piece_seconds), path, index, at, audio
+    )
 
 
 def _containing(make, path, index, at, audio) -> Piece:
@@ -100,14 +108,14 @@ class _Packets:
     in_a: object
 
 
-def _read_piece(container, index: int, audio: bool) -> _Packets:
+def _read_piece(container, index: int, audio: bool, piece_seconds: float) -> _Packets:
     """The packets of piece `index` (video from its keyframe, audio over the same time)."""
     in_v = container.streams.video[0]
     in_a = container.streams.audio[0] if audio and container.streams.audio else None
     tb = in_v.time_base
     v0 = _first_pts(container, in_v)
-    lower = v0 + round(Fraction(index * PIECE_SECONDS) / tb)
-    upper = v0 + round(Fraction((index + 1) * PIECE_SECONDS) / tb)
+    lower = v0 + round(Fraction(index * piece_seconds) / tb)
+    upper = v0 + round(Fraction((index + 1) * piece_seconds) / tb)
     if index:
         container.seek(lower, backward=True, any_frame=False, stream=in_v)
     streams = [in_v] + ([in_a] if in_a is not None else [])
@@ -177,9 +185,9 @@ def _piece(index, packets: _Packets, data, frames, codecs, technique) -> Piece:
 # -- copy ------------------------------------------------------------------------------------
 
 
-def _copy(path: Path, index: int, audio: bool) -> Piece:
+def _copy(path: Path, index: int, audio: bool, piece_seconds: float) -> Piece:
     with _open(path) as container:
-        packets = _read_piece(container, index, audio)
+        packets = _read_piece(container, index, audio, piece_seconds)
         if not packets.video:
             return _piece(index, packets, b"", 0, "", "copy")
         in_v, in_a = packets.in_v, packets.in_a
@@ -242,9 +250,9 @@ def _video_codecs(extradata: bytes | None) -> str:
 # -- proxy -----------------------------------------------------------------------------------
 
 
-def _proxy(path: Path, index: int, audio: bool, max_width: int) -> Piece:
+def _proxy(path: Path, index: int, audio: bool, max_width: int, piece_seconds: float) -> Piece:
     with _open(path) as container:
-        packets = _read_piece(container, index, audio)
+        packets = _read_piece(container, index, audio, piece_seconds)
         if not packets.video:
             return _piece(index, packets, b"", 0, "", "proxy")
         in_v, in_a = packets.in_v, packets.in_a

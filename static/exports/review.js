@@ -18,6 +18,9 @@
   var firstMs = Number(root.dataset.first), lastMs = Number(root.dataset.last);
   var origin = Math.floor(((firstMs || Number(root.dataset.at)) - 60000) / 1000) * 1000;
   var pieceBase = root.dataset.pieceUrl.replace(/0\/0\.mp4$/, "");
+  // ?proxy=1 on the page's URL plays everything through the H.264 proxy (for a browser that
+  // cannot play a recording's own H.264 profile, and for the benchmark).
+  var forceProxy = new URLSearchParams(window.location.search).get("proxy") === "1";
   var AHEAD_S = 8;          // media seconds to keep buffered ahead (times the speed)
   var GAP_MARK_MS = 500;    // a hole longer than this is announced as a gap
   var ZOOMS = [86400e3, 43200e3, 21600e3, 10800e3, 3600e3, 1800e3, 600e3, 300e3, 60e3];
@@ -75,6 +78,7 @@
         .sort(function (a, b) { return a.start - b.start; });
       state.spans = body.spans; state.gaps = body.gaps; state.exports = body.exports;
       state.pieceMs = body.pieceSeconds * 1000;
+      state.proxyPieceMs = body.proxyPieceSeconds * 1000;
       state.loaded = [body.from, body.to];
       drawTimeline();
     });
@@ -152,7 +156,7 @@
   }
 
   // -- pieces -------------------------------------------------------------------------------
-  function pieceKeyAt(seg, ms) { return seg.id + ":" + Math.floor((ms - seg.start) / state.pieceMs); }
+  function pieceMsOf(seg) { return seg.proxy || forceProxy ? state.proxyPieceMs : state.pieceMs; }
   function pieceCovering(ms) {
     for (var key in state.pieces) {
       var p = state.pieces[key];
@@ -164,7 +168,7 @@
     var key = seg.id + ":" + index;
     if (state.pieces[key]) return Promise.resolve(state.pieces[key]);
     if (state.fetching[key]) return state.fetching[key];
-    var url = pieceBase + seg.id + "/" + index + ".mp4?audio=0";
+    var url = pieceBase + seg.id + "/" + index + ".mp4?audio=0" + (forceProxy ? "&proxy=1" : "");
     if (atMs != null) url += "&at=" + ((atMs - seg.start) / 1000).toFixed(6);
     var promise = fetch(url, { credentials: "same-origin" }).then(function (r) {
       if (r.status === 503) return new Promise(function (res) { setTimeout(res, 1000); }).then(function () {
@@ -195,7 +199,7 @@
     if (!seg) return Promise.resolve(null);
     var have = pieceCovering(ms);
     if (have) return Promise.resolve(have);
-    var index = Math.floor((ms - seg.start) / state.pieceMs);
+    var index = Math.floor((ms - seg.start) / pieceMsOf(seg));
     return loadPiece(seg, index, ms);
   }
   function nextPieceOf(piece) {
