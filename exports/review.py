@@ -9,7 +9,6 @@ fetches are not downloads and are not audited one by one.
 from __future__ import annotations
 
 import fcntl
-import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -30,8 +29,7 @@ from exports.media import playback
 from exports.models import AuditEvent, ExportTask, Segment
 from exports.views import page, render_page, visible_camera
 
-# Live proxy encodes at once across all server processes; more wait, then get 503.
-PROXY_SLOTS = int(os.environ.get("PSIMEXPORT_PROXY_SLOTS", "2"))
+# How long a proxy request waits for one of PSIMEXPORT_PROXY_SLOTS before it gets 503.
 PROXY_WAIT_SECONDS = 10
 # Longest window one index request may ask for (the timeline's widest zoom is 24 h).
 MAX_INDEX_HOURS = 48
@@ -210,13 +208,13 @@ def review_frame(request, camera_id):
 
 @contextmanager
 def proxy_slot():
-    """Hold one of PROXY_SLOTS lock files (shared by every gunicorn worker); yield False if
-    none frees up within PROXY_WAIT_SECONDS."""
+    """Hold one of PSIMEXPORT_PROXY_SLOTS lock files (shared by every gunicorn worker); yield
+    False if none frees up within PROXY_WAIT_SECONDS."""
     folder = Path(settings.DATA_DIR) / "run" / "proxy-slots"
     folder.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + PROXY_WAIT_SECONDS
     while True:
-        for number in range(PROXY_SLOTS):
+        for number in range(settings.PSIMEXPORT_PROXY_SLOTS):
             handle = open(folder / f"{number}.lock", "a")  # noqa: SIM115 - held while encoding
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

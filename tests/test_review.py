@@ -247,7 +247,7 @@ def test_proxy_pieces_beyond_the_cap_get_503(admin, cameras, settings, tmp_path,
     settings.DATA_DIR = tmp_path
     monkeypatch.setattr(review, "PROXY_WAIT_SECONDS", 0)
     seg = segments(cameras[1])[0]
-    held = [review.proxy_slot() for _ in range(review.PROXY_SLOTS)]
+    held = [review.proxy_slot() for _ in range(settings.PSIMEXPORT_PROXY_SLOTS)]
     assert all(slot.__enter__() for slot in held)
     try:
         response = admin.get(piece_url(cameras[1], seg, 0))

@@ -157,10 +157,21 @@
 
   // -- pieces -------------------------------------------------------------------------------
   function pieceMsOf(seg) { return seg.proxy || forceProxy ? state.proxyPieceMs : state.pieceMs; }
+  function isBuffered(ms) {
+    if (!sourceBuffer) return false;
+    var t = wallToMedia(ms), b = sourceBuffer.buffered;
+    for (var i = 0; i < b.length; i++) if (b.start(i) - 0.001 <= t && t < b.end(i)) return true;
+    return false;
+  }
   function pieceCovering(ms) {
     for (var key in state.pieces) {
       var p = state.pieces[key];
-      if (p.start <= ms && ms < p.end) return p;
+      if (p.start <= ms && ms < p.end) {
+        // The browser may have evicted it to make room for newer pieces: fetch it again.
+        if (isBuffered(ms) || isBuffered(Math.min(p.end - 1, ms + 40))) return p;
+        delete state.pieces[key];
+        return null;
+      }
     }
     return null;
   }
