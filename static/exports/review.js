@@ -85,7 +85,8 @@
   }
   function ensureIndex(from, to) {
     if (state.loaded && state.loaded[0] <= from && state.loaded[1] >= to) return Promise.resolve();
-    var width = to - from;
+    // At least an hour either side, so seeks nearby need no index request.
+    var width = Math.max(to - from, 3600e3);
     return loadIndex(from - width, to + width);
   }
   function segmentAt(ms) {
@@ -220,6 +221,8 @@
     return next ? { seg: next, index: 0 } : null;
   }
   function prefetch() {
+    // Paused, nothing is fetched ahead: a seek's own piece must not queue behind it.
+    if (!state.playing) return;
     var now = state.shown != null ? state.shown : mediaToWall(video.currentTime);
     var horizon = now + AHEAD_S * 1000 * Math.max(1, state.speed);
     var piece = pieceCovering(now);
@@ -287,6 +290,7 @@
     $("play").textContent = "⏸︎ Pause"; $("play").setAttribute("aria-label", "Pause");
     video.playbackRate = state.speed;
     video.play().catch(function () {});
+    prefetch();
   }
   function pause() {
     state.playing = false;
