@@ -220,9 +220,18 @@
     if (next && next.id === piece.seg.id) next = segmentAfter(piece.seg.end);
     return next ? { seg: next, index: 0 } : null;
   }
+  var idleTimer = null;
   function prefetch() {
-    // Paused, nothing is fetched ahead: a seek's own piece must not queue behind it.
-    if (!state.playing) return;
+    // Paused, the next piece is fetched only once the user has stopped seeking for a moment:
+    // a seek's own piece must not queue behind pieces of the position it leaves.
+    if (!state.playing) {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(function () { if (!video.seeking) fetchAhead(); }, 400);
+      return;
+    }
+    fetchAhead();
+  }
+  function fetchAhead() {
     var now = state.shown != null ? state.shown : mediaToWall(video.currentTime);
     var horizon = now + AHEAD_S * 1000 * Math.max(1, state.speed);
     var piece = pieceCovering(now);
@@ -232,7 +241,7 @@
       if (!next) { ensureIndex(piece.end, piece.end + 3600e3); return; }
       var known = state.pieces[next.seg.id + ":" + next.index];
       if (!known) {
-        if (Object.keys(state.fetching).length < 2) loadPiece(next.seg, next.index, null).then(prefetch, function () {});
+        if (Object.keys(state.fetching).length < 2) loadPiece(next.seg, next.index, null).then(fetchAhead, function () {});
         return;
       }
       piece = known;
@@ -265,8 +274,10 @@
 
   // -- seeking, playing, stepping -----------------------------------------------------------
   var seekSerial = 0;
-  function seek(ms, keepPlaying) {
+  function seek(ms, keepPlaying, skippingGap) {
     var mine = ++seekSerial;
+    clearTimeout(idleTimer);
+    if (!skippingGap) $("gap-marker").hidden = true;
     var seg = segmentAt(ms);
     return ensureIndex(ms - 60e3, ms + 60e3).then(function () {
       seg = segmentAt(ms);
@@ -330,7 +341,7 @@
         var next = segmentAfter(wallEnd - 1);
         if (next && next.start > wallEnd + 1) {
           announceGap(wallEnd, next.start);
-          seek(next.start, true);
+          seek(next.start, true, true);
         } else if (next && !pieceCovering(next.start + 1)) {
           loadPiece(next, 0, null);
         } else if (!next) {
