@@ -273,3 +273,20 @@ def test_review_on_a_phone(site, page):  # noqa: F811
     wait_shown(page, f"Math.abs(s - {ms(at + FRAME)}) < 0.01")
     check_frame_on_screen(page, at + FRAME)
     shot(page, "review-phone", docs=True)
+
+
+def test_review_through_the_live_proxy(site, page):  # noqa: F811
+    """?proxy=1 plays H.264 re-encoded by the server (the HEVC/MJPEG path): same frames, same
+    times."""
+    url = site
+    techniques = []
+    page.on("response", lambda r: "/piece/" in r.url and techniques.append(r.headers.get("x-piece-technique")))
+    log_in(page, url)
+    at = BASE + timedelta(seconds=7, milliseconds=480)
+    page.goto(f"{url}/cameras/7/review/?t={at.strftime('%Y-%m-%dT%H:%M:%S')}.480Z&proxy=1")
+    page.wait_for_function("document.getElementById('review').dataset.ready === '1'")
+    page.evaluate(READER)
+    check_frame_on_screen(page, at)
+    press_and_wait(page, ".")
+    check_frame_on_screen(page, at + FRAME)
+    assert techniques and set(techniques) == {"proxy"}
