@@ -50,23 +50,47 @@ def prepare(data: Path, archive: Path) -> dict:
     env = dict(os.environ, PSIMEXPORT_DATA=str(data), PSIMEXPORT_DEMO="0", DEBUG="false")
     env.pop("DATABASE_URL", None)
     manage = [sys.executable, str(ROOT / "manage.py")]
-    for args in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"],
-                 ["add_camera", "bench", str(archive), "--layout", "frigate", "--source-name", "bench"]):
+    for args in (
+        ["migrate", "--noinput", "-v", "0"],
+        ["collectstatic", "--noinput", "-v", "0"],
+        ["add_camera", "bench", str(archive), "--layout", "frigate", "--source-name", "bench"],
+    ):
         subprocess.run(manage + args, env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     subprocess.run(
-        manage + ["shell", "-c",
-                  "from django.contrib.auth.models import User; "
-                  f"User.objects.create_superuser('bench', password='{PASSWORD}')"],
-        env=env, check=True, cwd=ROOT,
+        manage
+        + [
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; "
+            f"User.objects.create_superuser('bench', password='{PASSWORD}')",
+        ],
+        env=env,
+        check=True,
+        cwd=ROOT,
     )
     return env
 
 
 def start_gunicorn(env: dict, port: int) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "psimexport.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "2", "--threads", "8"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "psimexport.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "8",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -108,7 +132,10 @@ SEEK = """async (at) => {
 
 def open_review(page, base: str, at_ms: float, proxy: bool = False) -> float:
     """Open the page at an instant; milliseconds from navigation to that frame on screen."""
-    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_ms // 1000)) + f".{int(at_ms % 1000):03d}Z"
+    iso = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_ms // 1000))
+        + f".{int(at_ms % 1000):03d}Z"
+    )
     began = time.perf_counter()
     page.goto(f"{base}/cameras/bench/review/?t={iso}" + ("&proxy=1" if proxy else ""))
     page.wait_for_function(
@@ -121,7 +148,9 @@ def open_review(page, base: str, at_ms: float, proxy: bool = False) -> float:
 def play_cpu(page, server, start_ms: float, footage_s: float, speed: float) -> float:
     """Server CPU seconds per minute of footage played from `start_ms` at `speed`."""
     page.evaluate(f"window.psimReview.seek({start_ms}, false)")
-    page.wait_for_function(f"Math.abs(Number(document.getElementById('review').dataset.shown) - {start_ms}) < 40")
+    page.wait_for_function(
+        f"Math.abs(Number(document.getElementById('review').dataset.shown) - {start_ms}) < 40"
+    )
     before = server_cpu(server)
     page.evaluate(f"window.psimReview.setSpeed({speed}); window.psimReview.play()")
     page.wait_for_function(
@@ -159,8 +188,9 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                     args=["--no-sandbox", "--disable-gpu"])
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+                )
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.set_default_timeout(60_000)
                 page.goto(base + "/accounts/login/")
@@ -194,16 +224,24 @@ def main() -> None:
             server.wait(timeout=30)
 
     print(f"archive: {args.minutes} min of 1080p25 H.264+AAC in 10 s segments (export_bench's)")
-    print(f"page weight: {weight['sent']} bytes sent, {weight['decoded']} bytes uncompressed "
-          f"({', '.join(weight['files'])})")
+    print(
+        f"page weight: {weight['sent']} bytes sent, {weight['decoded']} bytes uncompressed "
+        f"({', '.join(weight['files'])})"
+    )
     print(f"open page to first frame (cold): {cold:.0f} ms")
-    print(f"seek to first frame, {len(seeks)} random seeks: p50 {statistics.median(seeks):.0f} ms, "
-          f"p95 {percentile(seeks, 0.95):.0f} ms, max {max(seeks):.0f} ms")
-    print(f"proxy: open page to first frame p50 {statistics.median(proxy_start):.0f} ms "
-          f"(max {max(proxy_start):.0f}); seek p50 {statistics.median(proxy_seeks):.0f} ms, "
-          f"max {max(proxy_seeks):.0f} ms")
-    print(f"server CPU per minute of footage: copy {copy_cpu:.2f} s (played at 4x), "
-          f"proxy {proxy_cpu:.2f} s (played at 1x)")
+    print(
+        f"seek to first frame, {len(seeks)} random seeks: p50 {statistics.median(seeks):.0f} ms, "
+        f"p95 {percentile(seeks, 0.95):.0f} ms, max {max(seeks):.0f} ms"
+    )
+    print(
+        f"proxy: open page to first frame p50 {statistics.median(proxy_start):.0f} ms "
+        f"(max {max(proxy_start):.0f}); seek p50 {statistics.median(proxy_seeks):.0f} ms, "
+        f"max {max(proxy_seeks):.0f} ms"
+    )
+    print(
+        f"server CPU per minute of footage: copy {copy_cpu:.2f} s (played at 4x), "
+        f"proxy {proxy_cpu:.2f} s (played at 1x)"
+    )
 
 
 if __name__ == "__main__":

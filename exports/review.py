@@ -63,13 +63,21 @@ def review(request, camera_id):
     camera = visible_camera(request.user, camera_id)
     at = _instant(request.GET.get("t"))
     if at is None or camera.first_recording is None:
-        at = camera.last_recording - timedelta(minutes=1) if camera.last_recording else timezone.now()
+        at = (
+            camera.last_recording - timedelta(minutes=1)
+            if camera.last_recording
+            else timezone.now()
+        )
     if camera.first_recording and at < camera.first_recording:
         at = camera.first_recording
     AuditEvent.objects.create(
-        task_id=None, camera_id=camera.camera_id, action=AuditEvent.Action.VIEW,
-        user=request.user, username=request.user.get_username(),
-        remote_addr=client_addr(request) or None, detail={"at": format_psim_time(at)},
+        task_id=None,
+        camera_id=camera.camera_id,
+        action=AuditEvent.Action.VIEW,
+        user=request.user,
+        username=request.user.get_username(),
+        remote_addr=client_addr(request) or None,
+        detail={"at": format_psim_time(at)},
     )
     context = {
         "camera": camera,
@@ -92,7 +100,9 @@ def review_index(request, camera_id):
     camera = visible_camera(request.user, camera_id)
     start, end = _instant(request.GET.get("from")), _instant(request.GET.get("to"))
     if start is None or end is None or end <= start:
-        return _private(JsonResponse({"error": "from and to must be times, from before to"}, status=400))
+        return _private(
+            JsonResponse({"error": "from and to must be times, from before to"}, status=400)
+        )
     if end - start > timedelta(hours=MAX_INDEX_HOURS):
         end = start + timedelta(hours=MAX_INDEX_HOURS)
     coverage = archive.segments_covering(camera, start, end)
@@ -123,8 +133,13 @@ def review_index(request, camera_id):
         "spans": [[_ms(a), _ms(b)] for a, b in spans],
         "gaps": [[_ms(a), _ms(b)] for a, b in coverage.gaps],
         "exports": [
-            {"id": str(t.id), "start": _ms(t.start), "end": _ms(t.end), "state": t.state,
-             "url": reverse("task-detail", args=[t.id])}
+            {
+                "id": str(t.id),
+                "start": _ms(t.start),
+                "end": _ms(t.end),
+                "state": t.state,
+                "url": reverse("task-detail", args=[t.id]),
+            }
             for t in exports
         ],
     }

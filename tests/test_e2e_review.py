@@ -103,7 +103,11 @@ def recordings(tmp_path_factory):
 @pytest.fixture
 def site(recordings, live_server, worker):  # noqa: F811
     camera = Camera.objects.create(
-        camera_id="7", name="Door", archive_path=str(recordings), source_name="door", layout="frigate"
+        camera_id="7",
+        name="Door",
+        archive_path=str(recordings),
+        source_name="door",
+        layout="frigate",
     )
     index_camera(camera)
     user = User.objects.create_user("operator", password=PASSWORD)
@@ -129,7 +133,9 @@ def shown(tab) -> float:
 
 def check_frame_on_screen(tab, expected: datetime | None = None):
     """The bar code of the frame on screen equals the time the tab shows, within a frame."""
-    code, displayed = tab.evaluate("[window.readCode(), Number(document.getElementById('review').dataset.shown)]")
+    code, displayed = tab.evaluate(
+        "[window.readCode(), Number(document.getElementById('review').dataset.shown)]"
+    )
     assert abs(code - displayed) <= 40, (code, displayed)
     if expected is not None:
         assert abs(displayed - ms(expected)) < 0.01, (displayed, ms(expected))
@@ -175,7 +181,9 @@ def test_review_plays_seeks_steps_marks_and_exports_the_marked_frames(site, page
     check_frame_on_screen(page, BASE + timedelta(seconds=2))
     local = (BASE + timedelta(seconds=2)).astimezone(__import__("zoneinfo").ZoneInfo(ZONE))
     assert page.locator("#clock-local").inner_text() == local.strftime("%Y-%m-%d %H:%M:%S.000")
-    assert (BASE + timedelta(seconds=2)).strftime("%H:%M:%S.000 UTC") in page.locator("#clock-utc").inner_text()
+    assert (BASE + timedelta(seconds=2)).strftime("%H:%M:%S.000 UTC") in page.locator(
+        "#clock-utc"
+    ).inner_text()
     event = AuditEvent.objects.get(action=AuditEvent.Action.VIEW)
     assert (event.camera_id, event.username, event.task_id) == ("7", "operator", None)
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.DOWNLOAD).exists()
@@ -255,7 +263,9 @@ def test_review_plays_seeks_steps_marks_and_exports_the_marked_frames(site, page
     )
     task.refresh_from_db()
     with av.open(str(download.export_file_path(task))) as container:
-        walls = [synth.frame_wall_time(f.to_ndarray(format="gray")) for f in container.decode(video=0)]
+        walls = [
+            synth.frame_wall_time(f.to_ndarray(format="gray")) for f in container.decode(video=0)
+        ]
     assert walls == [target + n * FRAME for n in range(5)]
     assert not errors
 
@@ -280,7 +290,10 @@ def test_review_through_the_live_proxy(site, page):  # noqa: F811
     times."""
     url = site
     techniques = []
-    page.on("response", lambda r: "/piece/" in r.url and techniques.append(r.headers.get("x-piece-technique")))
+    page.on(
+        "response",
+        lambda r: "/piece/" in r.url and techniques.append(r.headers.get("x-piece-technique")),
+    )
     log_in(page, url)
     at = BASE + timedelta(seconds=7, milliseconds=480)
     page.goto(f"{url}/cameras/7/review/?t={at.strftime('%Y-%m-%dT%H:%M:%S')}.480Z&proxy=1")

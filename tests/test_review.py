@@ -36,8 +36,9 @@ def recordings(tmp_path_factory):
     root = tmp_path_factory.mktemp("review-recordings")
     write_segment(frigate_path(root, "1", BASE), BASE, 12, SPEC)
     write_segment(frigate_path(root, "1", BASE + 14 * SECOND), BASE + 14 * SECOND, 4, SPEC)
-    hevc = SegmentSpec(width=320, height=240, fps=Fraction(25), vcodec="hevc",
-                       acodec="pcm_mulaw", sample_rate=8000)
+    hevc = SegmentSpec(
+        width=320, height=240, fps=Fraction(25), vcodec="hevc", acodec="pcm_mulaw", sample_rate=8000
+    )
     write_segment(root / "hevc" / BASE.strftime("%Y-%m-%d_%H-%M-%S.mov"), BASE, 3, hevc)
     old = time.time() - 3600
     for path in root.rglob("*.*"):
@@ -83,7 +84,10 @@ def piece_url(camera, segment, index, **query):
 def decoded_walls(data: bytes) -> list[tuple[float, datetime]]:
     with av.open(io.BytesIO(data)) as container:
         return [
-            (float(frame.pts * frame.time_base), synth.frame_wall_time(frame.to_ndarray(format="gray")))
+            (
+                float(frame.pts * frame.time_base),
+                synth.frame_wall_time(frame.to_ndarray(format="gray")),
+            )
             for frame in container.decode(video=0)
         ]
 
@@ -121,7 +125,9 @@ def test_review_responses_are_private_and_never_stored(alice, cameras):
     for url in review_urls(cameras[0], segments(cameras[0])[0]):
         response = alice.get(url)
         assert response.status_code == 200, url
-        assert "private" in response["Cache-Control"] and "no-store" in response["Cache-Control"], url
+        assert "private" in response["Cache-Control"] and "no-store" in response["Cache-Control"], (
+            url
+        )
 
 
 def test_opening_the_page_is_audited_as_a_view_and_pieces_are_not_downloads(alice, cameras):
@@ -152,21 +158,31 @@ def test_index_lists_segments_spans_gaps_and_exports_of_the_camera(alice, camera
     camera = cameras[0]
     user = User.objects.get(username="alice")
     ExportTask.objects.create(
-        camera=camera, requested_from=BASE, start=BASE + SECOND, end=BASE + 2 * SECOND,
-        format="mp4", requested_by=user,
+        camera=camera,
+        requested_from=BASE,
+        start=BASE + SECOND,
+        end=BASE + 2 * SECOND,
+        format="mp4",
+        requested_by=user,
     )
     url = reverse("review-index", args=["1"])
     body = alice.get(
-        url + f"?from={BASE - 10 * SECOND:%Y-%m-%dT%H:%M:%S}Z&to={BASE + 30 * SECOND:%Y-%m-%dT%H:%M:%S}Z"
+        url
+        + f"?from={BASE - 10 * SECOND:%Y-%m-%dT%H:%M:%S}Z&to={BASE + 30 * SECOND:%Y-%m-%dT%H:%M:%S}Z"
     ).json()
     ms = lambda moment: round(moment.timestamp() * 1000, 3)  # noqa: E731
     assert [(s["start"], s["end"], s["proxy"]) for s in body["segments"]] == [
         (ms(BASE), ms(BASE + 12 * SECOND), False),
         (ms(BASE + 14 * SECOND), ms(BASE + 18 * SECOND), False),
     ]
-    assert body["spans"] == [[ms(BASE), ms(BASE + 12 * SECOND)], [ms(BASE + 14 * SECOND), ms(BASE + 18 * SECOND)]]
+    assert body["spans"] == [
+        [ms(BASE), ms(BASE + 12 * SECOND)],
+        [ms(BASE + 14 * SECOND), ms(BASE + 18 * SECOND)],
+    ]
     assert [ms(BASE + 12 * SECOND), ms(BASE + 14 * SECOND)] in body["gaps"]
-    assert [(e["start"], e["end"]) for e in body["exports"]] == [(ms(BASE + SECOND), ms(BASE + 2 * SECOND))]
+    assert [(e["start"], e["end"]) for e in body["exports"]] == [
+        (ms(BASE + SECOND), ms(BASE + 2 * SECOND))
+    ]
     assert alice.get(url + "?from=yesterday&to=today").status_code == 400
 
 
@@ -217,7 +233,9 @@ def test_at_returns_the_piece_holding_that_instant_when_a_gop_straddles_the_grid
 
 def test_pieces_of_mpegts_with_running_timestamps_count_from_the_first_frame(tmp_path):
     path = tmp_path / "running.ts"
-    write_segment(path, BASE, 12, SegmentSpec(width=160, height=120, acodec="aac"), pts_origin=5000.0)
+    write_segment(
+        path, BASE, 12, SegmentSpec(width=160, height=120, acodec="aac"), pts_origin=5000.0
+    )
     piece = playback.copy_piece(path, 1)
     assert piece.start == 10
     walls = decoded_walls(piece.data)
@@ -278,4 +296,7 @@ def test_hover_frame_is_a_small_jpeg_of_the_keyframe_before(alice, cameras):
         frame = next(container.decode(video=0))
     assert frame.width == review.PREVIEW_WIDTH
     gap = BASE + 13 * SECOND
-    assert alice.get(reverse("review-frame", args=["1"]) + f"?t={gap:%Y-%m-%dT%H:%M:%S}Z").status_code == 404
+    assert (
+        alice.get(reverse("review-frame", args=["1"]) + f"?t={gap:%Y-%m-%dT%H:%M:%S}Z").status_code
+        == 404
+    )

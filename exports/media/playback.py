@@ -35,7 +35,7 @@ BROWSER_VIDEO = frozenset({"h264"})
 BROWSER_AUDIO = frozenset({"aac"})
 # Fragment at every keyframe; each fragment's moof is its own base (what MSE parsers expect).
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
-PROXY_CODECS = 'avc1.64001f, mp4a.40.2'
+PROXY_CODECS = "avc1.64001f, mp4a.40.2"
 
 
 class PieceError(Exception):
@@ -56,7 +56,9 @@ class Piece:
 
 def needs_proxy(video_codec: str, audio_codec: str | None) -> bool:
     """True when a browser cannot play the segment's streams as they are recorded."""
-    return video_codec not in BROWSER_VIDEO or bool(audio_codec and audio_codec not in BROWSER_AUDIO)
+    return video_codec not in BROWSER_VIDEO or bool(
+        audio_codec and audio_codec not in BROWSER_AUDIO
+    )
 
 
 def piece_index_at(seconds: float, piece_seconds: float = PIECE_SECONDS) -> int:
@@ -64,8 +66,13 @@ def piece_index_at(seconds: float, piece_seconds: float = PIECE_SECONDS) -> int:
     return max(0, int(seconds // piece_seconds))
 
 
-def copy_piece(path: Path, index: int, at: float | None = None, audio: bool = True,
-               piece_seconds: float = PIECE_SECONDS) -> Piece:
+def copy_piece(
+    path: Path,
+    index: int,
+    at: float | None = None,
+    audio: bool = True,
+    piece_seconds: float = PIECE_SECONDS,
+) -> Piece:
     """Piece `index` of the segment at `path`, H.264/AAC stream-copied into fragmented MP4.
 
     With `at` (seconds into the segment), the piece holding that instant is returned instead
@@ -74,9 +81,14 @@ def copy_piece(path: Path, index: int, at: float | None = None, audio: bool = Tr
     return _containing(lambda p, i, a: _copy(p, i, a, piece_seconds), path, index, at, audio)
 
 
-def proxy_piece(path: Path, index: int, at: float | None = None, audio: bool = True,
-                max_width: int = PROXY_MAX_WIDTH,
-                piece_seconds: float = PROXY_PIECE_SECONDS) -> Piece:
+def proxy_piece(
+    path: Path,
+    index: int,
+    at: float | None = None,
+    audio: bool = True,
+    max_width: int = PROXY_MAX_WIDTH,
+    piece_seconds: float = PROXY_PIECE_SECONDS,
+) -> Piece:
     """Piece `index` transcoded to H.264/AAC of at most `max_width` pixels wide."""
     return _containing(
         lambda p, i, a: _proxy(p, i, a, max_width, piece_seconds), path, index, at, audio
@@ -177,8 +189,14 @@ def _open(path: Path):
 def _piece(index, packets: _Packets, data, frames, codecs, technique) -> Piece:
     tb, v0 = packets.in_v.time_base, packets.v0
     return Piece(
-        data=data, index=index, start=(packets.first_pts - v0) * tb, end=(packets.end_pts - v0) * tb,
-        frames=frames, last=packets.last, codecs=codecs, technique=technique,
+        data=data,
+        index=index,
+        start=(packets.first_pts - v0) * tb,
+        end=(packets.end_pts - v0) * tb,
+        frames=frames,
+        last=packets.last,
+        codecs=codecs,
+        technique=technique,
     )
 
 
@@ -269,7 +287,10 @@ def _proxy(path: Path, index: int, audio: bool, max_width: int, piece_seconds: f
             # Keyframe every second so the page can seek inside a proxied piece.
             gop = max(1, round(Fraction(rate)))
             v_out.codec_context.options = {
-                "preset": "ultrafast", "tune": "zerolatency", "crf": "26", "profile": "high",
+                "preset": "ultrafast",
+                "tune": "zerolatency",
+                "crf": "26",
+                "profile": "high",
                 "x264-params": f"bframes=0:scenecut=0:keyint={gop}:min-keyint={gop}",
             }
             a_out = None
@@ -339,8 +360,9 @@ def keyframe_before(path: Path, seconds: float, width: int):
     with _open(path) as container:
         stream = container.streams.video[0]
         v0 = _first_pts(container, stream)
-        container.seek(v0 + round(Fraction(seconds) / stream.time_base), backward=True,
-                       stream=stream)
+        container.seek(
+            v0 + round(Fraction(seconds) / stream.time_base), backward=True, stream=stream
+        )
         for frame in container.decode(stream):
             width = min(width, frame.width) // 2 * 2
             height = max(2, round(frame.height * width / frame.width / 2) * 2)
