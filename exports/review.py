@@ -112,7 +112,8 @@ def review_index(request, camera_id):
             "start": _ms(s.start),
             "end": _ms(s.end),
             "fps": s.frame_rate,
-            "proxy": playback.needs_proxy(s.video_codec, s.audio_codec or None),
+            # The player asks for pictures only (audio=0), so only the video codec decides.
+            "proxy": playback.needs_proxy(s.video_codec, None),
             "audio": bool(s.audio_codec),
         }
         for s in coverage.segments
@@ -164,8 +165,9 @@ def review_piece(request, camera_id, segment_id, index):
     segment, path = _visible_segment(request, camera_id, segment_id)
     at = _float(request.GET.get("at"))
     audio = request.GET.get("audio") != "0"
+    # Sound the browser cannot play (G.711, PCM) needs the proxy only when sound is asked for.
     proxy = request.GET.get("proxy") == "1" or playback.needs_proxy(
-        segment.video_codec, segment.audio_codec or None
+        segment.video_codec, (segment.audio_codec or None) if audio else None
     )
     try:
         if proxy:

@@ -276,6 +276,17 @@ def test_proxy_pieces_beyond_the_cap_get_503(admin, cameras, settings, tmp_path,
     assert admin.get(piece_url(cameras[1], seg, 0)).status_code == 200
 
 
+def test_h264_with_g711_is_copied_when_the_player_asks_for_pictures_only(tmp_path, admin):
+    root = tmp_path / "g711"
+    spec = SegmentSpec(width=160, height=120, acodec="pcm_alaw", sample_rate=8000)
+    write_segment(root / BASE.strftime("%Y-%m-%d_%H-%M-%S.mov"), BASE, 2, spec)
+    camera = Camera.objects.create(camera_id="3", archive_path=str(root))
+    index_camera(camera)
+    seg = segments(camera)[0]
+    assert admin.get(piece_url(camera, seg, 0, audio=0))["X-Piece-Technique"] == "copy"
+    assert admin.get(piece_url(camera, seg, 0))["X-Piece-Technique"] == "proxy"
+
+
 def test_copy_piece_forced_through_the_proxy(alice, cameras):
     seg = segments(cameras[0])[1]
     response = alice.get(piece_url(cameras[0], seg, 0, proxy=1, audio=0))
