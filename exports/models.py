@@ -219,7 +219,8 @@ class ExportTask(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Chain of custody: who created, downloaded, deleted a task, and every failure."""
+    """Chain of custody: who created, downloaded, deleted a task, and every failure; also who
+    watched a camera's archive on the review page (a view: no task, nothing left the server)."""
 
     class Action(models.TextChoices):
         CREATE = "create"
@@ -227,14 +228,14 @@ class AuditEvent(models.Model):
         FINISH = "finish"
         FAIL = "fail"
         DOWNLOAD = "download"
-        VIEW = "view"  # played in the page's player: seen, not taken away
+        VIEW = "view"  # played in a page's player or the review page: seen, not taken away
         CANCEL = "cancel"
         DELETE = "delete"
         EXPIRE = "expire"
         RETRY = "retry"
 
     # Kept as a plain value (not a foreign key) so the trail outlives the task row.
-    task_id = models.UUIDField(db_index=True)
+    task_id = models.UUIDField(db_index=True, null=True, blank=True)
     camera_id = models.CharField(max_length=64)
     action = models.CharField(max_length=16, choices=Action.choices)
     user = models.ForeignKey(

@@ -2,12 +2,19 @@
 
 from django.urls import path
 
-from exports import views
+from exports import review, views
 
 urlpatterns = [
     path("", views.cameras, name="cameras"),
     # <path:>: ids from before camera ids were limited may hold a "/" and must still link.
     path("cameras/<path:camera_id>/thumbnail.jpg", views.camera_thumbnail, name="camera-thumbnail"),
+    path("cameras/<path:camera_id>/review/", review.review, name="review"),
+    path("cameras/<path:camera_id>/review/index.json", review.review_index, name="review-index"),
+    path("cameras/<path:camera_id>/review/frame.jpg", review.review_frame, name="review-frame"),
+    path(
+        "cameras/<path:camera_id>/review/piece/<int:segment_id>/<int:index>.mp4",
+        review.review_piece, name="review-piece",
+    ),
     path("export/", views.export, name="export"),
     path("export/preview/", views.export_preview, name="export-preview"),
     path("tasks/", views.task_list, name="tasks"),

@@ -226,7 +226,7 @@ def test_operator_exports_watches_progress_downloads_cancels_retries_deletes(sit
     page.wait_for_function("document.querySelector('#camera-1 img.thumb').naturalWidth > 0")
     shot(page, "cameras", docs=True)
 
-    # Clicking the newest block opens the form around that time, camera chosen.
+    # Clicking the newest block opens the review page at that time.
     track = card.locator(".track")
     box = track.bounding_box()
     window_start = int(page.locator("#camera-1 .timeline").get_attribute("data-start")) / 1000
@@ -234,10 +234,11 @@ def test_operator_exports_watches_progress_downloads_cancels_retries_deletes(sit
     target = blocks[2][0] + timedelta(minutes=30)
     fraction = (target.timestamp() - window_start) / (window_end - window_start)
     page.mouse.click(box["x"] + fraction * box["width"], box["y"] + box["height"] / 2)
-    page.wait_for_url("**/export/?camera=1&from=*")
+    page.wait_for_url("**/cameras/1/review/?t=*")
+    opened_at = datetime.fromisoformat(page.url.split("?t=")[1].replace("%3A", ":").replace("Z", "+00:00"))
+    assert abs(opened_at - target) < timedelta(minutes=2)
+    page.goto(f"{url}/export/?camera=1")
     assert page.locator("input[name=camera][value='1']").is_checked()
-    prefilled = datetime.fromisoformat(page.locator("#id_start").input_value()).replace(tzinfo=ZoneInfo(ZONE))
-    assert abs(prefilled - (target - timedelta(minutes=5))) < timedelta(minutes=2)
 
     # A range with seconds, in the operator's zone; the preview shows UTC and what is recorded.
     start = blocks[2][0] + timedelta(minutes=12, seconds=37)

@@ -595,6 +595,7 @@ def test_export_runs_and_downloads_through_the_pages(
     audited = AuditEvent.objects.filter(task_id=task.id)
     assert audited.filter(action="view").count() == 1
     assert not audited.filter(action="download").exists()
+    assert f'{reverse("review", args=["1"])}?t=' in detail
 
     full = alice.get(reverse("task-download", args=[task.id]))
     body = b"".join(full.streaming_content)
@@ -609,6 +610,7 @@ def test_export_runs_and_downloads_through_the_pages(
     assert part.status_code == 206 and b"".join(part.streaming_content) == body[10:20]
     downloads = AuditEvent.objects.filter(task_id=task.id, action="download").count()
     assert downloads == 1  # the ranged request of a player is not another download
+
 
 
 def test_download_of_unfinished_or_hidden_task(alice, cameras, users):

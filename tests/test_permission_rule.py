@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from exports.models import ApiToken, ExportTask
+from exports.models import ApiToken, ExportTask, Segment
 from tests import api_support
 from tests.api_support import T0, psim, run_worker
 
@@ -110,7 +110,31 @@ def probes(world):
         "task-cancel": ("page", lambda c: c.post(f"/tasks/{queued.id}/cancel/"), "404"),
         "task-delete": ("page", lambda c: c.post(f"/tasks/{queued.id}/delete/"), "404"),
         "task-retry": ("page", lambda c: c.post(f"/tasks/{queued.id}/retry/"), "404"),
+        "task-play": ("page", lambda c: c.get(f"/tasks/{ready.id}/play/"), "404"),
+        "review": ("page", lambda c: c.get("/cameras/1/review/"), "404"),
+        "review-index": (
+            "page",
+            lambda c: c.get(
+                "/cameras/1/review/index.json",
+                {"from": psim(T0), "to": psim(T0 + timedelta(minutes=1))},
+            ),
+            "404",
+        ),
+        "review-frame": (
+            "page",
+            lambda c: c.get("/cameras/1/review/frame.jpg", {"t": psim(T0 + timedelta(seconds=1))}),
+            "404",
+        ),
+        "review-piece": (
+            "page",
+            lambda c: c.get(f"/cameras/1/review/piece/{first_segment_id()}/0.mp4"),
+            "404",
+        ),
     }
+
+
+def first_segment_id() -> int:
+    return Segment.objects.filter(camera__camera_id="1").order_by("start").first().pk
 
 
 @pytest.fixture

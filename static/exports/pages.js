@@ -4,7 +4,8 @@
 
   function iso(ms) { return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z"); }
 
-  // Timeline: a click exports five minutes either side of the exact time clicked.
+  // Timeline: a click opens the review page at the time clicked (without a review page,
+  // the export form with five minutes either side).
   document.addEventListener("click", function (event) {
     var track = event.target.closest && event.target.closest(".timeline .track");
     if (!track) return;
@@ -15,6 +16,10 @@
     var at = start + fraction * (end - start);
     var around = 5 * 60 * 1000;
     event.preventDefault();
+    if (timeline.dataset.review) {
+      window.location.href = timeline.dataset.review + "?t=" + encodeURIComponent(iso(at));
+      return;
+    }
     window.location.href = timeline.dataset.export +
       "&from=" + encodeURIComponent(iso(Math.max(start, at - around))) +
       "&to=" + encodeURIComponent(iso(Math.min(end, at + around)));
