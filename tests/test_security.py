@@ -117,6 +117,11 @@ def test_error_message_names_segments_relative_to_the_archive(
     message = alice.status(task_id).json()["ErrorMessage"]
     assert message and middle.path.split("/")[-1] in message
     assert str(root) not in message and str(tmp_path) not in message
+    pages = Client()
+    pages.force_login(User.objects.get(username="alice"))
+    for page in (f"/tasks/{task_id}/", "/tasks/"):
+        html = pages.get(page).content.decode()
+        assert str(root) not in html and str(tmp_path) not in html, page
 
 
 # -- quota ------------------------------------------------------------------------------------------

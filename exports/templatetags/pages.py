@@ -99,3 +99,11 @@ def shown_percents(task) -> int:
     from exports.tasks import reported_percents
 
     return reported_percents(task)
+
+
+@register.filter
+def public_error(task) -> str:
+    """A task's error as the API answers it: no absolute server paths."""
+    from exports.tasks import public_error_message  # tasks imports models; filters load early
+
+    return public_error_message(task)
