@@ -14,12 +14,8 @@ import numpy as np
 import pytest
 
 from exports.media.errors import NoRecordingError
+from exports.media.frameindex import Kind, SegmentIndex, StreamIndex, StreamInfo
 from exports.media.plan import Copy, PlanSegment, Reencode, make_plan
-
-try:
-    from exports.media.frameindex import Kind, SegmentIndex, StreamIndex, StreamInfo
-except ImportError:
-    from exports.media._index_contract import Kind, SegmentIndex, StreamIndex, StreamInfo
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 TB = Fraction(1, 25)

@@ -33,11 +33,7 @@ import numpy as np
 
 from . import compat
 from .errors import ExportError, NoRecordingError
-
-try:
-    from .frameindex import Kind, SegmentIndex, StreamIndex
-except ImportError:  # until the index branch lands
-    from ._index_contract import Kind, SegmentIndex, StreamIndex
+from .frameindex import Kind, SegmentIndex, StreamIndex
 
 RANDOM_ACCESS = (Kind.IDR, Kind.OPEN, Kind.RECOVERY)
 COPY_START = (Kind.IDR, Kind.OPEN)  # a copy may begin only where a decoder starts cleanly
