@@ -95,3 +95,95 @@ def x264_profile(profile: str | None) -> str:
     if "10" in name:
         return "high10"
     return "high"
+
+
+# -- reading NAL unit headers, for the frame index ---------------------------------------------
+
+H264_SLICE, H264_IDR, H264_SEI = 1, 5, 6
+HEVC_PREFIX_SEI = 39
+SEI_RECOVERY_POINT = 6
+_EMULATION_PREVENTION = re.compile(b"\x00\x00\x03")
+
+
+def nal_units(data: bytes, length_size: int) -> list[bytes]:
+    """The NAL units of one packet: length-prefixed (`length_size` > 0) or Annex B (0)."""
+    if not length_size:
+        return split_annexb(data)
+    view, nals, pos = memoryview(data), [], 0
+    while pos + length_size <= len(view):
+        size = int.from_bytes(view[pos : pos + length_size], "big")
+        pos += length_size
+        if size:
+            nals.append(view[pos : pos + size])
+        pos += size
+    return nals
+
+
+def rbsp(nal_payload: bytes) -> bytes:
+    """The payload with emulation-prevention bytes (00 00 03 -> 00 00) removed (H.264 7.4.1)."""
+    return _EMULATION_PREVENTION.sub(b"\x00\x00", bytes(nal_payload))
+
+
+class BitReader:
+    """Big-endian bit reader with the exp-Golomb codes of H.264/HEVC (H.264 9.1)."""
+
+    def __init__(self, data: bytes):
+        self.value = int.from_bytes(data, "big")
+        self.left = len(data) * 8
+
+    def bits(self, count: int) -> int:
+        if count > self.left:
+            raise ValueError("bitstream ends inside a header")
+        self.left -= count
+        return (self.value >> self.left) & ((1 << count) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.bits(1):
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad exp-Golomb code")
+        return (1 << zeros) - 1 + self.bits(zeros)
+
+
+def h264_nal_type(nal: bytes) -> int:
+    return nal[0] & 0x1F
+
+
+def hevc_nal_type(nal: bytes) -> int:
+    return (nal[0] >> 1) & 0x3F
+
+
+def h264_slice_type(nal: bytes) -> int:
+    """slice_type % 5 of a slice NAL unit (0 P, 1 B, 2 I, 3 SP, 4 SI): its second ue(v)."""
+    reader = BitReader(rbsp(nal[1:24]))  # two ue(v) fit in far fewer bytes
+    reader.ue()  # first_mb_in_slice
+    return reader.ue() % 5
+
+
+def sei_recovery_frame_cnt(nal: bytes, header_bytes: int = 1) -> int | None:
+    """recovery_frame_cnt of a recovery point SEI message in this SEI NAL unit, else None.
+
+    H.264 D.1.8 (ue(v) first in the payload); `header_bytes` 2 reads an HEVC prefix SEI, whose
+    recovery_poc_cnt is a se(v) in pictures - returned the same way, as the magnitude.
+    """
+    data, pos = rbsp(nal[header_bytes:]), 0
+    while pos < len(data) and data[pos] != 0x80:  # 0x80: rbsp_trailing_bits
+        payload_type, pos = _sei_number(data, pos)
+        payload_size, pos = _sei_number(data, pos)
+        if payload_type == SEI_RECOVERY_POINT:
+            code = BitReader(data[pos : pos + payload_size]).ue()
+            return code if header_bytes == 1 else (code + 1) // 2
+        pos += payload_size
+    return None
+
+
+def _sei_number(data: bytes, pos: int) -> tuple[int, int]:
+    """An SEI payload type or size: 0xFF bytes each add 255, then a final byte (H.264 7.3.2.3)."""
+    value = 0
+    while pos < len(data) and data[pos] == 0xFF:
+        value += 255
+        pos += 1
+    if pos >= len(data):
+        raise ValueError("SEI message ends early")
+    return value + data[pos], pos + 1
