@@ -1,22 +1,25 @@
-"""Turn recorded mp4/mov segments into mp4writer Tracks, by demuxing with PyAV (no decoding).
+"""Turn recorded mp4/mov segments into mp4writer Tracks from their frame indexes.
 
 For the writer's tests and the benchmark: segments are played back to back (each one's
 timestamps rebased to follow the previous segment's video end), as the executor does with a
-plan; samples are referenced where they lie in their file (packet.pos / packet.size).
+plan; samples are referenced where they lie in their file (the index's pos / size).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
+from exports.media import frameindex, nal
+from exports.media.frameindex import Kind, StreamIndex
 from exports.media.mp4writer import SampleEntry, Track
 
 HEVC_PARAMETER_SETS = {32, 33, 34}
+SYNC_KINDS = (Kind.IDR, Kind.OPEN)
 
 
 @dataclass
@@ -34,62 +37,48 @@ class Demuxed:
 
 
 def demux(path: Path, media: str) -> Demuxed | None:
-    """The packets of the first `media` stream of `path`, without decoding."""
-    with av.open(str(path)) as container:
-        streams = getattr(container.streams, media)
-        if not streams:
-            return None
-        stream = streams[0]
-        rows, in_band = [], False
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.dts is None:
-                continue
-            rows.append(
-                (
-                    packet.pts,
-                    packet.dts,
-                    packet.duration or 0,
-                    packet.pos,
-                    packet.size,
-                    packet.is_keyframe,
-                )
-            )
-            if stream.codec_context.name == "hevc" and not in_band:
-                in_band = _has_parameter_sets(bytes(packet))
-        entry = _entry(stream, in_band)
-        table = np.array(rows, dtype=np.int64)
-    return Demuxed(entry, stream.time_base, *table.T[:5], table[:, 5].astype(bool))
+    """The packets of the `media` stream of `path`, from its frame index (no decoding)."""
+    stream = getattr(frameindex.build_index(Path(path)), media)
+    if stream is None:
+        return None
+    key = np.isin(stream.kind, SYNC_KINDS)
+    return Demuxed(
+        _entry(stream, _in_band(path, stream, key)),
+        stream.info.time_base,
+        stream.pts,
+        stream.dts,
+        stream.duration,
+        stream.pos,
+        stream.size,
+        key,
+    )
 
 
-def _has_parameter_sets(data: bytes) -> bool:
-    position = 0
-    while position + 5 <= len(data):
-        length = int.from_bytes(data[position : position + 4], "big")
-        if (data[position + 4] >> 1) & 0x3F in HEVC_PARAMETER_SETS:
-            return True
-        position += 4 + length
-    return False
+def _in_band(path: Path, stream: StreamIndex, key: np.ndarray) -> bool:
+    """Whether the first keyframe of an HEVC stream carries VPS/SPS/PPS itself."""
+    if stream.info.codec != "hevc" or not key.any():
+        return False
+    first = int(np.argmax(key))
+    with open(path, "rb") as file:
+        data = os.pread(file.fileno(), int(stream.size[first]), int(stream.pos[first]))
+    units = nal.nal_units(data, stream.info.nal_length_size)
+    return any(nal.hevc_nal_type(unit) in HEVC_PARAMETER_SETS for unit in units)
 
 
-def _entry(stream, hevc_in_band: bool) -> SampleEntry:
-    ctx = stream.codec_context
-    if stream.type == "video":
-        color = (
-            int(ctx.color_range),
-            int(ctx.color_primaries),
-            int(ctx.color_trc),
-            int(ctx.colorspace),
-        )
+def _entry(stream: StreamIndex, hevc_in_band: bool) -> SampleEntry:
+    info = stream.info
+    if info.media == "video":
+        color = (info.color_range, info.color_primaries, info.color_trc, info.colorspace)
         return SampleEntry(
-            ctx.name,
-            bytes(ctx.extradata or b""),
-            ctx.width,
-            ctx.height,
+            info.codec,
+            info.extradata,
+            info.width,
+            info.height,
             color=color,
             hevc_in_band=hevc_in_band,
         )
     return SampleEntry(
-        ctx.name, bytes(ctx.extradata or b""), sample_rate=ctx.sample_rate, channels=ctx.channels
+        info.codec, info.extradata, sample_rate=info.sample_rate, channels=info.channels
     )
 
 
