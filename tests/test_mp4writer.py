@@ -7,6 +7,7 @@ import os
 import struct
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -316,7 +317,7 @@ def test_offsets_past_4_gib_use_co64_and_a_64_bit_mdat(tmp_path):
     chunks = [mp4writer._chunk(track)]
     order = mp4writer._interleave([track], chunks)
     data_size = mp4writer._place(chunks, order)
-    head = mp4writer._header([track], chunks, "mp4", None, None, data_size)
+    head = b"".join(mp4writer._header([track], chunks, "mp4", None, None, data_size))
     assert [k for k, _, _ in boxes(head)][:2] == [b"ftyp", b"moov"]
     stbl = find(head, b"moov", b"trak", b"mdia", b"minf", b"stbl")[0]
     assert not find(stbl, b"stco")
@@ -326,3 +327,22 @@ def test_offsets_past_4_gib_use_co64_and_a_64_bit_mdat(tmp_path):
     assert head[-16:-8] == struct.pack(">I4s", 1, b"mdat")
     assert struct.unpack(">Q", head[-8:])[0] == 3 * big + 16
     assert not find(stbl, b"stss")  # every sample is a sync sample
+
+
+@pytest.mark.parametrize("brand", ["mp4", "mov"])
+def test_colour_pixel_aspect_and_channel_layout_reach_the_demuxer(brand, tmp_path):
+    spec = synth.SegmentSpec(acodec="pcm_s16le" if brand == "mov" else "aac")
+    paths = segments(tmp_path, [spec], suffix=f".{brand}")
+    tracks, sources = concatenated(paths)
+    # BT.709 primaries/transfer/matrix, full range; 4:3 pixels
+    tracks[0].entries[0] = replace(tracks[0].entries[0], color=(2, 1, 1, 1), pixel_aspect=(4, 3))
+    out = tmp_path / f"out.{brand}"
+    write_mp4(out, tracks, sources, brand=brand)
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert (video.codec_context.color_primaries, video.codec_context.color_trc) == (1, 1)
+        assert video.codec_context.colorspace == 1
+        assert video.sample_aspect_ratio == Fraction(4, 3)
+        assert audio.codec_context.layout.name == "mono"
+    colr = find(out.read_bytes(), *[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])[0]
+    assert (b"nclc" if brand == "mov" else b"nclx\x00\x01\x00\x01\x00\x01\x80") in colr

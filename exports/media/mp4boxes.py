@@ -30,6 +30,27 @@ def box(kind: bytes, *payload: bytes) -> bytes:
     return struct.pack(">I4s", size, kind) + body
 
 
+class Container:
+    """A box kept as its children (bytes or Containers) and written piece by piece, so a moov
+    with a day of sample tables is never joined into one more copy of itself."""
+
+    def __init__(self, kind: bytes, *children):
+        self.kind = kind
+        self.children = list(children)
+
+    def __len__(self) -> int:
+        return 8 + sum(len(child) for child in self.children)
+
+    def pieces(self):
+        """The box's bytes, in order, as the pieces it was built from."""
+        yield struct.pack(">I4s", len(self), self.kind)
+        for child in self.children:
+            if isinstance(child, Container):
+                yield from child.pieces()
+            else:
+                yield child
+
+
 def full_box(kind: bytes, version: int, flags: int, *payload: bytes) -> bytes:
     """A FullBox (4.2): a box whose payload starts with version (8 bits) and flags (24)."""
     return box(kind, struct.pack(">I", (version << 24) | flags), *payload)
@@ -184,6 +205,20 @@ def colr(color: tuple[int, int, int, int], mov: bool) -> bytes:
     return box(b"colr", b"nclx", numbers, bytes([0x80 if value_range == 2 else 0]))
 
 
+def pasp(h_spacing: int, v_spacing: int) -> bytes:
+    """PixelAspectRatioBox (12.1.4)."""
+    return box(b"pasp", struct.pack(">II", h_spacing, v_spacing))
+
+
+def chan(channels: int) -> list[bytes]:
+    """QuickTime channel layout atom (QTFF `chan`) for mono/stereo, as FFmpeg writes in mov;
+    without it FFmpeg guesses the layout when reading."""
+    tags = {1: (100 << 16) | 1, 2: (101 << 16) | 2}  # kAudioChannelLayoutTag_Mono / _Stereo
+    if channels not in tags:
+        return []
+    return [full_box(b"chan", 0, 0, struct.pack(">III", tags[channels], 0, 0))]
+
+
 def audio_entry_v0(
     fourcc: bytes, channels: int, sample_rate: int, *children: bytes, sample_bits: int = 16
 ) -> bytes:
@@ -235,6 +270,7 @@ def mov_aac_entry(
     This is what FFmpeg's movenc writes for AAC in mov: compression id -2, samples per packet.
     """
     wave = box(b"wave", box(b"frma", b"mp4a"), box(b"mp4a", bytes(4)), esds_box, bytes(8))
+    layout = chan(channels)
     return box(
         b"mp4a",
         bytes(6),
@@ -243,6 +279,7 @@ def mov_aac_entry(
         struct.pack(">HHhHI", channels, 16, -2, 0, sample_rate << 16),
         struct.pack(">IIII", frame_size, 0, 0, 2),
         wave,
+        *layout,
     )
 
 
@@ -263,6 +300,11 @@ def run_lengths(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return counts, values[starts]
 
 
+def _table(kind: bytes, count: int, table: bytes, prefix: bytes = b"") -> Container:
+    """A FullBox (version 0) of `count` rows: kept unjoined, the table can be large."""
+    return Container(kind, struct.pack(">I", 0) + prefix + struct.pack(">I", count), table)
+
+
 def _u32_pairs(first: np.ndarray, second: np.ndarray) -> bytes:
     table = np.empty((len(first), 2), dtype=">u4")
     table[:, 0] = first
@@ -270,31 +312,31 @@ def _u32_pairs(first: np.ndarray, second: np.ndarray) -> bytes:
     return table.tobytes()
 
 
-def stts(counts: np.ndarray, deltas: np.ndarray) -> bytes:
+def stts(counts: np.ndarray, deltas: np.ndarray) -> Container:
     """TimeToSampleBox (8.6.1.2) from run-length encoded decode deltas."""
-    return full_box(b"stts", 0, 0, struct.pack(">I", len(counts)), _u32_pairs(counts, deltas))
+    return _table(b"stts", len(counts), _u32_pairs(counts, deltas))
 
 
-def ctts(cts: np.ndarray) -> bytes:
+def ctts(cts: np.ndarray) -> Container:
     """CompositionOffsetBox (8.6.1.3), version 0 (unsigned offsets)."""
     counts, values = run_lengths(cts)
-    return full_box(b"ctts", 0, 0, struct.pack(">I", len(counts)), _u32_pairs(counts, values))
+    return _table(b"ctts", len(counts), _u32_pairs(counts, values))
 
 
-def stss(sync: np.ndarray) -> bytes:
+def stss(sync: np.ndarray) -> Container:
     """SyncSampleBox (8.6.2): 1-based numbers of the sync samples."""
     numbers = np.flatnonzero(sync) + 1
-    return full_box(b"stss", 0, 0, struct.pack(">I", len(numbers)), numbers.astype(">u4").tobytes())
+    return _table(b"stss", len(numbers), numbers.astype(">u4").tobytes())
 
 
-def stsz(sizes: np.ndarray | None, constant: int = 0, count: int = 0) -> bytes:
+def stsz(sizes: np.ndarray | None, constant: int = 0, count: int = 0) -> Container:
     """SampleSizeBox (8.7.3.2): one size for all samples, or a size per sample."""
     if sizes is None:
-        return full_box(b"stsz", 0, 0, struct.pack(">II", constant, count))
-    return full_box(b"stsz", 0, 0, struct.pack(">II", 0, len(sizes)), sizes.astype(">u4").tobytes())
+        return _table(b"stsz", count, b"", prefix=struct.pack(">I", constant))
+    return _table(b"stsz", len(sizes), sizes.astype(">u4").tobytes(), prefix=bytes(4))
 
 
-def stsc(samples_per_chunk: np.ndarray, entry_index: np.ndarray) -> bytes:
+def stsc(samples_per_chunk: np.ndarray, entry_index: np.ndarray) -> Container:
     """SampleToChunkBox (8.7.4): a row where samples-per-chunk or the stsd entry changes."""
     key = samples_per_chunk.astype(np.int64) << 8 | entry_index
     starts = np.concatenate(([0], np.flatnonzero(key[1:] != key[:-1]) + 1))
@@ -302,15 +344,18 @@ def stsc(samples_per_chunk: np.ndarray, entry_index: np.ndarray) -> bytes:
     table[:, 0] = starts + 1  # first_chunk, 1-based
     table[:, 1] = samples_per_chunk[starts]
     table[:, 2] = entry_index[starts] + 1  # sample_description_index, 1-based
-    return full_box(b"stsc", 0, 0, struct.pack(">I", len(starts)), table.tobytes())
+    return _table(b"stsc", len(starts), table.tobytes())
 
 
-def chunk_offsets(offsets: np.ndarray, wide: bool) -> bytes:
+def chunk_offsets_size(count: int, wide: bool) -> int:
+    """Bytes of the stco/co64 box for `count` chunks (the moov size is known before offsets)."""
+    return 16 + count * (8 if wide else 4)
+
+
+def chunk_offsets(offsets: np.ndarray, wide: bool) -> Container:
     """ChunkOffsetBox `stco` or, for offsets past 4 GiB, ChunkLargeOffsetBox `co64` (8.7.5)."""
     if wide:
-        return full_box(
-            b"co64", 0, 0, struct.pack(">I", len(offsets)), offsets.astype(">u8").tobytes()
-        )
+        return _table(b"co64", len(offsets), offsets.astype(">u8").tobytes())
     if len(offsets) and int(offsets.max()) > U32_MAX:
         raise OverflowError("chunk offset past 4 GiB needs co64")
-    return full_box(b"stco", 0, 0, struct.pack(">I", len(offsets)), offsets.astype(">u4").tobytes())
+    return _table(b"stco", len(offsets), offsets.astype(">u4").tobytes())

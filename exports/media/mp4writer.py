@@ -54,12 +54,13 @@ QuickTime File Format for mov):
               (14496-15 8.4.1.1 / 8.3.3.1),
             - `jpeg` (QTFF Motion-JPEG; FFmpeg and GStreamer read it in mp4 too),
               video entries are VisualSampleEntry (12.1.3) with `colr` (12.1.5: `nclx`; mov
-              `nclc`) when a colour tuple is given;
+              `nclc`) when a colour tuple is given and `pasp` (12.1.4) when an aspect is;
             - `mp4a` AudioSampleEntry (12.2.3) + `esds` (14496-14 5.6, ES_Descriptor of
               14496-1 7.2.6.5 carrying the AudioSpecificConfig); in mov a version 1 sound
-              description with `wave` {`frma`, `mp4a`, `esds`, terminator} as FFmpeg writes;
+              description with `wave` {`frma`, `mp4a`, `esds`, terminator} and `chan`, as
+              FFmpeg writes;
             - mov PCM: `sowt` (s16le), `ulaw`, `alaw` sound description version 0 (QTFF),
-              one table sample per PCM frame.
+              with `chan`, one table sample per PCM frame.
           - `stts` TimeToSampleBox (8.6.1.2), run-length decode deltas.
           - `ctts` CompositionOffsetBox (8.6.1.3), version 0, only when a cts is not 0.
           - `stss` SyncSampleBox (8.6.2), omitted when every sample is a sync sample.
@@ -110,6 +111,7 @@ class SampleEntry:
     sample_rate: int = 0
     channels: int = 0
     hevc_in_band: bool = False  # -> `hev1` instead of `hvc1`
+    pixel_aspect: tuple[int, int] | None = None  # -> `pasp` (horizontal, vertical spacing)
 
 
 @dataclass
@@ -162,18 +164,20 @@ def write_mp4(
     order = _interleave(tracks, chunks)
     data_size = _place(chunks, order)
     head = _header(tracks, chunks, brand, creation_time, title, data_size)
+    head_size = sum(len(piece) for piece in head)
     try:
         with open(path, "wb") as out:
-            out.write(head)
+            out.writelines(head)
+            del head
             out.flush()
             _copy_samples(
-                out.fileno(), len(head), tracks, chunks, order, sources, progress, cancelled
+                out.fileno(), head_size, tracks, chunks, order, sources, progress, cancelled
             )
-            out.truncate(len(head) + data_size)
+            out.truncate(head_size + data_size)
     except BaseException:
         Path(path).unlink(missing_ok=True)
         raise
-    return len(head) + data_size
+    return head_size + data_size
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -288,46 +292,46 @@ def _place(chunks: list[_Chunks], order: np.ndarray) -> int:
 # -- moov -----------------------------------------------------------------------------------
 
 
-def _header(tracks, chunks, brand, creation_time, title, data_size) -> bytes:
-    """ftyp + moov + mdat header, with chunk offsets pointing into the mdat that follows."""
+def _header(tracks, chunks, brand, creation_time, title, data_size) -> list[bytes]:
+    """ftyp + moov + mdat header as pieces, with chunk offsets into the mdat that follows."""
     mov = brand == "mov"
     created = b.mac_time(creation_time)
     ftyp = b.ftyp(brand, {e.codec for t in tracks for e in t.entries})
     mdat_header = 16 if data_size + 8 > b.U32_MAX else 8
-    parts = [
-        _trak_parts(i + 1, t, c, mov, created)
+    traks = [
+        _trak(i + 1, t, c, mov, created)
         for i, (t, c) in enumerate(zip(tracks, chunks, strict=True))
     ]
+    duration = max(movie_duration for _, _, movie_duration in traks)
+    moov = b.Container(b"moov", b.mvhd(created, MOVIE_TIMESCALE, duration, len(tracks) + 1))
+    moov.children += [trak for trak, _, _ in traks]
+    if title:
+        moov.children.append(b.udta_title(title, mov))
+    # The chunk offsets depend on the moov size, which depends on stco (32-bit) vs co64.
     largest = max(int(c.offset.max()) for c in chunks)
     wide = False
-    for _ in range(2):  # the moov size depends on stco vs co64, the offsets on the moov size
-        moov = _moov(parts, chunks, tracks, created, title, mov, base=0, wide=wide)
-        base = len(ftyp) + len(moov) + mdat_header
-        if base + largest <= b.U32_MAX or wide:
-            break
+    base = (
+        len(ftyp)
+        + len(moov)
+        + mdat_header
+        + sum(b.chunk_offsets_size(len(c.first), wide) for c in chunks)
+    )
+    if base + largest > b.U32_MAX:
         wide = True
-    moov = _moov(parts, chunks, tracks, created, title, mov, base=base, wide=wide)
+        base += sum(len(c.first) * 4 for c in chunks)
+    for (_, stbl, _), c in zip(traks, chunks, strict=True):
+        stbl.children.append(b.chunk_offsets(c.offset + base, wide))
     if mdat_header == 16:
         mdat = b.struct.pack(">I4sQ", 1, b"mdat", data_size + 16)
     else:
         mdat = b.struct.pack(">I4s", data_size + 8, b"mdat")
-    return ftyp + moov + mdat
+    pieces = [ftyp, *moov.pieces(), mdat]
+    assert sum(len(p) for p in pieces) == base  # the offsets point where the mdat starts
+    return pieces
 
 
-def _moov(parts, chunks, tracks, created, title, mov, base, wide) -> bytes:
-    traks = []
-    for (build, stbl_tables, _), c in zip(parts, chunks, strict=True):
-        stbl = b.box(b"stbl", *stbl_tables, b.chunk_offsets(c.offset + base, wide))
-        traks.append(build(stbl))
-    duration = max(d for _, _, d in parts)
-    children = [b.mvhd(created, MOVIE_TIMESCALE, duration, len(tracks) + 1), *traks]
-    if title:
-        children.append(b.udta_title(title, mov))
-    return b.box(b"moov", *children)
-
-
-def _trak_parts(track_id: int, track: Track, chunks: _Chunks, mov: bool, created: int):
-    """Everything of a trak but its chunk offsets: (build(stbl) -> trak, stbl tables, duration)."""
+def _trak(track_id: int, track: Track, chunks: _Chunks, mov: bool, created: int):
+    """(trak box, its stbl awaiting the chunk offsets, the track's duration in the movie)."""
     audio = track.media == "audio"
     edits, movie_duration = _edits(track)
     media_duration = int(track.dts[-1] + track.duration[-1] - track.dts[0])
@@ -337,17 +341,14 @@ def _trak_parts(track_id: int, track: Track, chunks: _Chunks, mov: bool, created
         b"soun" if audio else b"vide", "SoundHandler" if audio else "VideoHandler", mov
     )
     data_handler = [b.hdlr(b"url ", "DataHandler", mov, b"dhlr")] if mov else []
-    tables = [
+    stbl = b.Container(
+        b"stbl",
         b.stsd([_sample_entry(e, track, track_id, mov) for e in track.entries]),
         *_sample_tables(track, chunks),
-    ]
-
-    def build(stbl: bytes) -> bytes:
-        minf = b.box(b"minf", b.media_header(audio), *data_handler, b.dinf(), stbl)
-        mdia = b.box(b"mdia", b.mdhd(created, track.timescale, media_duration), handler, minf)
-        return b.box(b"trak", tkhd, b.elst(edits), mdia)
-
-    return build, tables, movie_duration
+    )
+    minf = b.Container(b"minf", b.media_header(audio), *data_handler, b.dinf(), stbl)
+    mdia = b.Container(b"mdia", b.mdhd(created, track.timescale, media_duration), handler, minf)
+    return b.Container(b"trak", tkhd, b.elst(edits), mdia), stbl, movie_duration
 
 
 def _edits(track: Track) -> tuple[list[tuple[int, int]], int]:
@@ -417,9 +418,12 @@ def _sample_entry(entry: SampleEntry, track: Track, track_id: int, mov: bool) ->
             fourcc = b"jpeg"
         if entry.color is not None:
             children.append(b.colr(entry.color, mov))
+        if entry.pixel_aspect is not None:
+            children.append(b.pasp(*entry.pixel_aspect))
         return b.visual_entry(fourcc, entry.width, entry.height, *children)
     if entry.codec in b.PCM_FOURCC:
-        return b.audio_entry_v0(b.PCM_FOURCC[entry.codec], entry.channels, entry.sample_rate)
+        fourcc = b.PCM_FOURCC[entry.codec]
+        return b.audio_entry_v0(fourcc, entry.channels, entry.sample_rate, *b.chan(entry.channels))
     esds = b.esds(track_id, entry.extradata, *_bitrates(track))
     if mov:
         return b.mov_aac_entry(entry.channels, entry.sample_rate, esds)
