@@ -167,7 +167,7 @@ def test_reordered_gop_cut_at_the_end_is_reencoded_after_the_copy():
 
 
 def test_open_gop_leading_pictures_are_reencoded_from_the_previous_gop():
-    seg = segment(stream(open_gops(3, 10, leading_count=2)))
+    seg = segment(stream(open_gops(3, 10, leading_count=2), codec="hevc"))
     plan = make_plan([seg], at(3), at(30), "mp4")
     head, run = plan.segments[0].video
     video = seg.index.video
@@ -180,6 +180,20 @@ def test_open_gop_leading_pictures_are_reencoded_from_the_previous_gop():
     assert video.pts[run.dropped].tolist() == [8, 9]  # left out of the copy: re-encoded
     assert sorted(video.pts[run.packets].tolist()) == list(range(10, 30))
     assert plan.frames == 27
+    check_timing(plan)
+
+
+def test_h264_open_gop_copy_after_reencoded_frames_starts_only_at_an_idr():
+    # FFmpeg orders an H.264 open-GOP I-frame's pictures after the frames before it: a copy
+    # following re-encoded frames must start at an IDR (here the next segment's first frame).
+    a = segment(stream(open_gops(3, 10, leading_count=2)), name="a.mp4")
+    b = segment(stream(open_gops(2, 10, leading_count=2)), name="b.mp4", at=at(30))
+    plan = make_plan([a, b], at(3), at(50), "mp4")
+    (span,) = plan.segments[0].video
+    assert isinstance(span, Reencode) and len(span.frames) == 27
+    assert span.reason == "no IDR or I-frame after the cut in the rest of the segment"
+    (run,) = plan.segments[1].video
+    assert isinstance(run, Copy) and len(run.packets) == 20
     check_timing(plan)
 
 

@@ -297,7 +297,9 @@ def _seconds_between(a: datetime, b: datetime) -> Fraction:
     return Fraction((b - a) // timedelta(microseconds=1), 1_000_000)
 
 
-def _plan_segment_video(seg: PlanSegment, wanted: np.ndarray, mode: str, why: str) -> _SegmentVideo:
+def _plan_segment_video(
+    seg: PlanSegment, wanted: np.ndarray, mode: str, why: str, first_in_file: bool
+) -> _SegmentVideo:
     video = seg.index.video
     decode = _Decodability(video)
     candidates = np.flatnonzero(wanted)
@@ -319,7 +321,8 @@ def _plan_segment_video(seg: PlanSegment, wanted: np.ndarray, mode: str, why: st
         return _SegmentVideo(kept, [], len(bad), reason)
     if mode == "transcode":
         return _SegmentVideo(kept, [_reencode(video, kept, starts, why)], len(bad), reason)
-    return _SegmentVideo(kept, _smart_cut(video, decode, kept_mask, starts), len(bad), reason)
+    steps = _smart_cut(video, decode, kept_mask, starts, first_in_file)
+    return _SegmentVideo(kept, steps, len(bad), reason)
 
 
 def _reencode(video: StreamIndex, frames: np.ndarray, starts: dict, reason: str):
@@ -328,12 +331,23 @@ def _reencode(video: StreamIndex, frames: np.ndarray, starts: dict, reason: str)
     return ("reencode", decode_from, int(frames.max()) + 1, frames, reason)
 
 
-def _smart_cut(video: StreamIndex, decode: _Decodability, kept: np.ndarray, starts: dict):
+def _smart_cut(video: StreamIndex, decode: _Decodability, kept: np.ndarray, starts: dict,
+               first_in_file: bool):
     """Head re-encode, one copy run, tail re-encode: the least re-encoding that is exact."""
     pts = video.pts
     kept_at = np.flatnonzero(kept)
     first_pts = int(pts[kept_at].min())
     copy_start = _copy_start(video, kept, first_pts)
+    if (
+        copy_start is not None
+        and video.info.codec == "h264"
+        and video.kind[copy_start] == Kind.OPEN
+        and not (first_in_file and int(pts[copy_start]) == first_pts)
+    ):
+        # An H.264 open-GOP I-frame orders its pictures (POC) after the previous stream's:
+        # after other frames FFmpeg shows it before their last ones. Only an IDR resets that,
+        # so a copy that is not the file's very first picture starts at an IDR.
+        copy_start = _copy_start(video, kept, first_pts, (Kind.IDR,))
     if copy_start is None:
         why = (
             "the range lies inside one GOP"
@@ -376,9 +390,10 @@ def _pad(mask: np.ndarray, before: int) -> np.ndarray:
     return np.concatenate([np.zeros(before, dtype=bool), mask])
 
 
-def _copy_start(video: StreamIndex, kept: np.ndarray, first_pts: int) -> int | None:
+def _copy_start(video: StreamIndex, kept: np.ndarray, first_pts: int,
+                kinds=COPY_START) -> int | None:
     """The first clean access point that is kept and not presented before the range."""
-    ok = np.isin(video.kind, COPY_START) & kept & (video.pts >= first_pts)
+    ok = np.isin(video.kind, kinds) & kept & (video.pts >= first_pts)
     found = np.flatnonzero(ok)
     return int(found[0]) if len(found) else None
 
@@ -451,7 +466,7 @@ def make_plan(segments: list[PlanSegment], start: datetime, end: datetime, fmt: 
         wanted = _wanted(seg, start, end, timeline.wall_end)
         if not wanted.any():
             continue
-        planned = _plan_segment_video(seg, wanted, video_mode, why)
+        planned = _plan_segment_video(seg, wanted, video_mode, why, not plan.segments)
         if planned.undecodable:
             skipped.append(
                 f"{seg.path.name}: {planned.undecodable} {planned.undecodable_reason} are not"
@@ -460,7 +475,7 @@ def make_plan(segments: list[PlanSegment], start: datetime, end: datetime, fmt: 
         if not len(planned.kept):
             continue
         plan.segments.append(
-            _place(plan, number, seg, planned, timeline, audio_next)
+            _place(plan, number, seg, planned, timeline, audio_next, number == len(usable) - 1)
         )
     timeline.close()
     if not plan.segments:
@@ -472,7 +487,7 @@ def make_plan(segments: list[PlanSegment], start: datetime, end: datetime, fmt: 
 
 
 def _place(plan: Plan, number: int, seg: PlanSegment, planned: _SegmentVideo,
-           timeline: _Timeline, audio_next: list[int]) -> SegmentPlan:
+           timeline: _Timeline, audio_next: list[int], last_segment: bool) -> SegmentPlan:
     """Give a segment's frames their output pts (back to back after the previous segment)."""
     video = seg.index.video
     tb = video.info.time_base
@@ -509,7 +524,8 @@ def _place(plan: Plan, number: int, seg: PlanSegment, planned: _SegmentVideo,
     audio = None
     if plan.audio_mode and seg.index.audio is not None and len(seg.index.audio.pts):
         window = (first * scale, end_src * scale)
-        audio = _plan_audio(plan, number, seg.index.audio, window, offset, audio_next)
+        final = last_segment or wall(end_src) + frame / 2 >= timeline.end
+        audio = _plan_audio(plan, number, seg.index.audio, window, offset, audio_next, final)
     return SegmentPlan(
         number, seg.path, steps, audio, len(kept), wall(first), wall(int(pts[last])),
         out_start, out_end,
@@ -517,7 +533,7 @@ def _place(plan: Plan, number: int, seg: PlanSegment, planned: _SegmentVideo,
 
 
 def _plan_audio(plan: Plan, number: int, audio: StreamIndex, window: tuple[int, int],
-                offset: int, audio_next: list[int]) -> AudioRun:
+                offset: int, audio_next: list[int], last: bool) -> AudioRun:
     """Keep the audio packets whose middle lies in the kept video; copies stay contiguous.
 
     Contiguity: a packet within half a frame of where the previous one ended is moved there
@@ -536,7 +552,11 @@ def _plan_audio(plan: Plan, number: int, audio: StreamIndex, window: tuple[int, 
     if plan.audio_mode == "transcode":
         chosen = np.flatnonzero((src + dur > window[0]) & (src < window[1]))
         return AudioRun(number, chosen, src[chosen] + offset, dur[chosen], window, offset)
-    chosen = np.flatnonzero((middle2 >= 2 * window[0]) & (middle2 < 2 * window[1]))
+    inside = (middle2 >= 2 * window[0]) & (middle2 < 2 * window[1])
+    if last:
+        # The file's end: no sound from after the range (a beep starting right after it).
+        inside &= src + dur <= window[1]
+    chosen = np.flatnonzero(inside)
     packets, out = [], []
     floor = audio_next[0]
     for j in chosen:
