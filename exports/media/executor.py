@@ -251,45 +251,52 @@ class _VideoOut:
         return nal.annexb_to_avcc(data, self.length_size) if self.out_avcc else data
 
     def new_smart_encoder(self, width: int, height: int):
-        """An encoder for a smart-cut run: no B-frames, parameter sets in band.
-
-        H.264 runs get their own SPS/PPS id, so the copied stream's stay valid. x265 cannot
-        choose ids, so after an HEVC run the copied stream's parameter sets are sent again.
-        """
-        info = self.info
-        if self.plan.video_codec == "hevc":
-            ctx = av.CodecContext.create("libx265", "w")
-            ctx.pix_fmt = "yuv420p"
-            ctx.options = {
-                "preset": "veryfast", "crf": "20",
-                "x265-params": "bframes=0:scenecut=0:keyint=1000:rc-lookahead=0:log-level=error"
-                ":repeat-headers=1",
-            }
-        else:
-            self.encoder_sps_id = self.encoder_sps_id % 31 + 1
-            ctx = av.CodecContext.create("libx264", "w")
-            ctx.pix_fmt = _encoder_pix_fmt(info)
-            # No lookahead and two threads: a partial GOP is short, and memory stays small.
-            params = (
-                f"bframes=0:scenecut=0:keyint=1000:sps-id={self.encoder_sps_id}"
-                ":rc-lookahead=0:mbtree=0:sync-lookahead=0:threads=2"
-            )
-            if self.level > 0:
-                params += f":level={self.level / 10:.1f}"
-            ctx.options = {
-                "preset": "veryfast", "crf": "18", "profile": nal.x264_profile(self.profile),
-                "x264-params": params,
-            }
-        ctx.width, ctx.height = width, height
-        ctx.time_base = 1 / self.rate
-        ctx.framerate = self.rate
-        _set_colour(ctx, info)
+        self.encoder_sps_id = self.encoder_sps_id % 31 + 1
+        ctx = smart_encoder(self.plan.video_codec, self.info, width, height, self.rate,
+                            self.profile, self.level, self.encoder_sps_id)
         return _Encoder(self, ctx, own=True)
 
     def finish(self) -> None:
         if self.encoder is not None:
             self.encoder.flush()
         self.queue.drain_all()
+
+
+def smart_encoder(codec: str, info, width: int, height: int, rate: Fraction, profile,
+                  level: int, sps_id: int):
+    """An encoder for a smart-cut run: no B-frames, parameter sets in band, the source's
+    colour description.
+
+    H.264 runs get their own SPS/PPS id, so the copied stream's stay valid. x265 cannot
+    choose ids, so after an HEVC run the copied stream's parameter sets are sent again.
+    """
+    if codec == "hevc":
+        ctx = av.CodecContext.create("libx265", "w")
+        ctx.pix_fmt = "yuv420p"
+        ctx.options = {
+            "preset": "veryfast", "crf": "20",
+            "x265-params": "bframes=0:scenecut=0:keyint=1000:rc-lookahead=0:log-level=error"
+            ":repeat-headers=1",
+        }
+    else:
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.pix_fmt = _encoder_pix_fmt(info)
+        # No lookahead and two threads: a partial GOP is short, and memory stays small.
+        params = (
+            f"bframes=0:scenecut=0:keyint=1000:sps-id={sps_id}"
+            ":rc-lookahead=0:mbtree=0:sync-lookahead=0:threads=2"
+        )
+        if level > 0:
+            params += f":level={level / 10:.1f}"
+        ctx.options = {
+            "preset": "veryfast", "crf": "18", "profile": nal.x264_profile(profile),
+            "x264-params": params,
+        }
+    ctx.width, ctx.height = width, height
+    ctx.time_base = 1 / rate
+    ctx.framerate = rate
+    _set_colour(ctx, info)
+    return ctx
 
 
 class _InOrder:
@@ -449,12 +456,20 @@ class _SegmentRun:
                 self.spans.append(_Span(self, step))
         output.video.queue.expect(seg_plan.video)
         self.copies_left = {id(s): len(s.packets) for s in seg_plan.video if isinstance(s, Copy)}
+        by_range = getattr(output, "copies_by_range", False)
         for step in seg_plan.video:
-            if isinstance(step, Copy) and not len(step.packets):
+            if isinstance(step, Copy) and (by_range or not len(step.packets)):
+                # A writer that copies byte ranges takes the whole run from the index.
+                if by_range:
+                    output.video.queue.put(step, ("range", seg, step))
+                    self.copies_left[id(step)] = 0
+                    self.copy_at = {j: hit for j, hit in self.copy_at.items() if hit[0] is not step}
                 output.video.queue.complete(step)
         self.audio_run = seg_plan.audio
         self.audio_at = {}
-        if self.audio_run is not None:
+        if self.audio_run is not None and by_range and output.audio.transcoder is None:
+            output.audio.copy_range(seg, self.audio_run)
+        elif self.audio_run is not None:
             self.audio_at = {j: k for k, j in enumerate(self.audio_run.packets.tolist())}
         ends = [s.step.decode_to for s in self.spans] + [max(self.copy_at, default=-1) + 1]
         self.video_end = max(ends)
