@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import compat
+from . import compat, mp4out
 from .errors import ExportCancelled, ExportError, NoRecordingError
 from .executor import Progress, execute
 from .frameindex import FrameIndexError, SegmentIndex, build_index
@@ -136,7 +136,10 @@ def export(
     )
     creation = max(chosen[0].start, start)
     try:
-        execute(plan, indexed, tmp_path, ticker, title, creation)
+        if mp4out.usable(plan, indexed):
+            mp4out.execute_mp4(plan, indexed, tmp_path, ticker, title, creation)
+        else:
+            execute(plan, indexed, tmp_path, ticker, title, creation)
         os.replace(tmp_path, out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

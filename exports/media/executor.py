@@ -484,6 +484,8 @@ class _SegmentRun:
         return nal.with_start_codes(nals)
 
     def run(self) -> None:
+        if not self.video_end and not self.audio_end:
+            return  # everything goes by byte range: nothing to read here
         try:
             source = av.open(str(self.seg.path), options=DEMUX_OPTIONS)
         except (av.error.FFmpegError, OSError) as error:
