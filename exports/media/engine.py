@@ -10,8 +10,11 @@ settings matching the source ("smart cut"): libx264 with in-band parameter sets 
 distinct SPS/PPS id, or libx265 after which the copied stream's parameter sets are sent again.
 Pairs compat.py does not copy are transcoded to H.264/AAC (that stream only). Segments play
 back to back; gaps are listed, not filled; segments overlapping in wall time show each instant
-once. mp4/mov outputs from B-frame sources carry one edit list entry (the muxer's reorder delay)
-so that presentation starts at zero; no other edit lists are written.
+once. mp4/mov stream copies and exact cuts of MP4/MOV sources go through the direct writer
+(`mp4out`, `mp4writer`: copied samples move as byte ranges, never read); everything else
+through PyAV's muxers. Edit lists: the direct writer gives every track one `elst` entry
+(video from the B-frame delay, so presentation starts at zero); FFmpeg's mov muxer writes one
+for a B-frame delay; the other containers have none.
 """
 
 from __future__ import annotations
