@@ -29,7 +29,7 @@ from . import compat, mp4out
 from .errors import ExportCancelled, ExportError, NoRecordingError
 from .executor import Progress, execute
 from .frameindex import FrameIndexError, SegmentIndex, build_index
-from .plan import Plan, PlanSegment, make_plan
+from .plan import Plan, PlanSegment, Reencode, make_plan
 
 FORMATS = compat.FORMATS
 
@@ -69,6 +69,7 @@ class ExportResult:
     audio: bool = False
     reencoded_frames: int = 0  # frames re-encoded by a smart cut (0 for a pure copy)
     gap_reasons: list[str] = field(default_factory=list)  # one per gap, same order
+    reencoded: list[str] = field(default_factory=list)  # each re-encoded span and why
 
     def to_dict(self) -> dict:
         """A JSON-able summary."""
@@ -88,6 +89,8 @@ class ExportResult:
             "skipped": list(self.skipped),
             "audio": self.audio,
             "reencoded_frames": self.reencoded_frames,
+            "reencoded": list(self.reencoded),
+            "gap_reasons": list(self.gap_reasons),
         }
 
 
@@ -184,4 +187,10 @@ def _result(plan: Plan) -> ExportResult:
         skipped=list(plan.skipped),
         audio=plan.audio_mode is not None,
         reencoded_frames=plan.reencoded_frames,
+        reencoded=[
+            f"{seg.path.name}: {len(step.frames)} frames ({step.reason})"
+            for seg in plan.segments
+            for step in seg.video
+            if isinstance(step, Reencode) and plan.video_mode == "copy"
+        ],
     )
