@@ -446,24 +446,26 @@ class _SegmentRun:
         self.output, self.progress = output, progress
         self.video_index = seg.index.video
         self.audio_index = seg.index.audio
+        # A writer that copies byte ranges takes whole copy runs from the index: not read here.
+        by_range = getattr(output, "copies_by_range", False)
         self.copy_at = {}  # packet number -> (copy step, position in it)
         self.spans = []
         for step in seg_plan.video:
-            if isinstance(step, Copy):
+            if not isinstance(step, Copy):
+                self.spans.append(_Span(self, step))
+            elif not by_range:
                 for k, j in enumerate(step.packets.tolist()):
                     self.copy_at[j] = (step, k)
-            else:
-                self.spans.append(_Span(self, step))
         output.video.queue.expect(seg_plan.video)
-        self.copies_left = {id(s): len(s.packets) for s in seg_plan.video if isinstance(s, Copy)}
-        by_range = getattr(output, "copies_by_range", False)
+        self.copies_left = {
+            id(s): 0 if by_range else len(s.packets)
+            for s in seg_plan.video
+            if isinstance(s, Copy)
+        }
         for step in seg_plan.video:
             if isinstance(step, Copy) and (by_range or not len(step.packets)):
-                # A writer that copies byte ranges takes the whole run from the index.
                 if by_range:
                     output.video.queue.put(step, ("range", seg, step))
-                    self.copies_left[id(step)] = 0
-                    self.copy_at = {j: hit for j, hit in self.copy_at.items() if hit[0] is not step}
                 output.video.queue.complete(step)
         self.audio_run = seg_plan.audio
         self.audio_at = {}

@@ -245,8 +245,26 @@ class _Decodability:
         """The random access point whose GOP packet j belongs to (decode order)."""
         return int(self.rap_before[j])
 
-    def is_leading_of(self, j: int, rap: int) -> bool:
-        return self.kind[j] in LEADING and j > rap and self.owner(j) == rap
+    def starts_for(self, frames: np.ndarray) -> np.ndarray:
+        """`start_for` of many frames at once: the nearest two access points checked with
+        numpy, the rare rest (a recovery still incomplete two points back) one by one."""
+        kind, recovery = self.kind, self.recovery.astype(np.int64)
+        leading = kind[frames] == Kind.LEADING
+        first = self.rap_before[frames]
+        second = np.where(first > 0, self.rap_before[np.maximum(first - 1, 0)], -1)
+
+        def valid(r, own):
+            k = kind[np.maximum(r, 0)]
+            clean = (k == Kind.IDR) | ((k == Kind.OPEN) & ~(leading & own))
+            recovered = (k == Kind.RECOVERY) & ~(leading & own)
+            recovered &= frames - r >= recovery[np.maximum(r, 0)]
+            return (r >= 0) & (clean | recovered)
+
+        ok1, ok2 = valid(first, True), valid(second, False)
+        starts = np.where(ok1, first, np.where(ok2, second, -1))
+        for at in np.flatnonzero(~ok1 & ~ok2 & (second > 0)):
+            starts[at] = self.start_for(int(frames[at]))
+        return starts
 
     def start_for(self, j: int) -> int:
         """The packet to start decoding at so that frame j is correct; -1 when impossible."""
@@ -303,16 +321,17 @@ def _plan_segment_video(
     video = seg.index.video
     decode = _Decodability(video)
     candidates = np.flatnonzero(wanted)
-    starts = {int(j): decode.start_for(int(j)) for j in candidates}
-    bad = [j for j, s in starts.items() if s < 0]
+    starts = np.full(len(wanted), -1, dtype=np.int64)
+    starts[candidates] = decode.starts_for(candidates)
+    bad = candidates[starts[candidates] < 0]
     kept_mask = wanted.copy()
     kept_mask[bad] = False
     reason = ""
-    if bad:
-        leading = sum(1 for j in bad if video.kind[j] == Kind.LEADING)
+    if len(bad):
+        leading = int((video.kind[bad] == Kind.LEADING).sum())
         if leading == len(bad):
             reason = "leading pictures of an open GOP whose references precede the file"
-        elif decode.owner(max(bad)) < 0:
+        elif decode.owner(int(bad.max())) < 0:
             reason = "frames before its first keyframe"
         else:
             reason = "frames whose references are missing"
@@ -325,13 +344,13 @@ def _plan_segment_video(
     return _SegmentVideo(kept, steps, len(bad), reason)
 
 
-def _reencode(video: StreamIndex, frames: np.ndarray, starts: dict, reason: str):
+def _reencode(video: StreamIndex, frames: np.ndarray, starts: np.ndarray, reason: str):
     frames = frames[np.argsort(video.pts[frames], kind="stable")]
-    decode_from = min(starts[int(j)] for j in frames)
+    decode_from = int(starts[frames].min())
     return ("reencode", decode_from, int(frames.max()) + 1, frames, reason)
 
 
-def _smart_cut(video: StreamIndex, decode: _Decodability, kept: np.ndarray, starts: dict,
+def _smart_cut(video: StreamIndex, decode: _Decodability, kept: np.ndarray, starts: np.ndarray,
                first_in_file: bool):
     """Head re-encode, one copy run, tail re-encode: the least re-encoding that is exact."""
     pts = video.pts
@@ -358,8 +377,12 @@ def _smart_cut(video: StreamIndex, decode: _Decodability, kept: np.ndarray, star
     c_pts = int(pts[copy_start])
     n = len(pts)
     positions = np.arange(copy_start, n)
-    leading = np.array([decode.is_leading_of(int(j), copy_start) and pts[j] < c_pts
-                        for j in positions], dtype=bool)
+    leading = (
+        np.isin(video.kind[copy_start:], LEADING)
+        & (decode.rap_before[copy_start:] == copy_start)
+        & (positions > copy_start)
+        & (pts[copy_start:] < c_pts)
+    )
     usable = kept[copy_start:] | leading
     stop = copy_start + (int(np.argmin(usable)) if not usable.all() else len(usable))
     stop = _copy_stop(pts, kept & ~_pad(leading, copy_start), leading, copy_start, stop)
@@ -557,21 +580,29 @@ def _plan_audio(plan: Plan, number: int, audio: StreamIndex, window: tuple[int, 
         # The file's end: no sound from after the range (a beep starting right after it).
         inside &= src + dur <= window[1]
     chosen = np.flatnonzero(inside)
-    packets, out = [], []
-    floor = audio_next[0]
-    for j in chosen:
-        at = int(src[j]) + offset
-        length = int(dur[j])
-        if 2 * at < 2 * floor - length:
-            continue
-        if 2 * at <= 2 * floor + length:
-            at = floor
-        packets.append(j)
-        out.append(at)
-        floor = at + length
+    packets, out, floor = _contiguous(chosen, src[chosen] + offset, dur[chosen], audio_next[0])
     audio_next[0] = floor
-    packets = np.array(packets, dtype=np.int64)
-    return AudioRun(number, packets, np.array(out, dtype=np.int64), dur[packets], window, offset)
+    return AudioRun(number, packets, out, dur[packets], window, offset)
+
+
+def _contiguous(packets: np.ndarray, at: np.ndarray, dur: np.ndarray, floor: int):
+    """Apply the contiguity rule of `_plan_audio` block by block: inside a block of packets
+    that already follow each other exactly, one shift (or drop) decision covers them all."""
+    starts = np.flatnonzero(np.concatenate(([True], at[1:] != at[:-1] + dur[:-1])))
+    ends = np.append(starts[1:], len(at))
+    keep = np.ones(len(at), dtype=bool)
+    out = at.copy()
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        # Packets of the block starting more than half a frame before the floor: written.
+        early = np.flatnonzero(2 * at[a:b] < 2 * floor - dur[a:b])
+        first = a + (int(early[-1]) + 1 if len(early) else 0)
+        keep[a:first] = False
+        if first == b:
+            continue
+        shift = floor - int(at[first]) if 2 * at[first] <= 2 * floor + dur[first] else 0
+        out[first:b] = at[first:b] + shift
+        floor = int(out[b - 1] + dur[b - 1])
+    return packets[keep], out[keep], floor
 
 
 def _derive_dts(plan: Plan) -> int:
