@@ -15,7 +15,7 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -107,6 +107,7 @@ class SegmentIndex:
     video: StreamIndex | None
     audio: StreamIndex | None
     damaged: str = ""  # non-empty: reading stopped at damage after the indexed packets (why)
+    packets_read: int = field(default=0, compare=False)  # demuxed by the build (not stored)
 
     def streams(self) -> list[StreamIndex]:
         return [s for s in (self.video, self.audio) if s is not None]
@@ -144,7 +145,9 @@ class SegmentIndex:
         for name, meta in header["streams"].items():
             arrays = {}
             for array_name, dtype, delta in _ARRAYS:
-                arrays[array_name], offset = _unpack_array(body, offset, meta["count"], dtype, delta)
+                arrays[array_name], offset = _unpack_array(
+                    body, offset, meta["count"], dtype, delta
+                )
             streams[name] = StreamIndex(info=_info_from_json(meta), wraps=meta["wraps"], **arrays)
         return cls(
             path=Path(path),
@@ -217,7 +220,9 @@ def build_index(path: Path, previous: SegmentIndex | None = None) -> SegmentInde
             str(path), options={"correct_ts_overflow": "0"}, metadata_errors="ignore"
         )
     except av.FFmpegError as error:
-        return SegmentIndex(path, stat.st_size, stat.st_mtime, "", None, None, f"unreadable: {error}")
+        return SegmentIndex(
+            path, stat.st_size, stat.st_mtime, "", None, None, f"unreadable: {error}"
+        )
     with container:
         return _Indexer(container, path, stat).run(previous)
 
@@ -229,12 +234,18 @@ class _Indexer:
         self.container, self.path, self.stat = container, path, stat
         self.format = container.format.name
         self.wrapping = self.format == "mpegts"
-        video = container.streams.video[0] if container.streams.video else None
-        audio = container.streams.audio[0] if container.streams.audio else None
-        self.collectors = {
-            s.index: _Collector(s, self.wrapping) for s in (video, audio) if s is not None
-        }
         self.damaged = ""
+        self.packets_read = 0
+        self.collectors = {}
+        epoch = _Epoch()
+        for streams in (container.streams.video, container.streams.audio):
+            if streams and streams[0].codec_context is None:
+                # A half-written MP4 index can name a track without describing it.
+                self.damaged = (
+                    f"no codec parameters for {streams[0].type} stream {streams[0].index}"
+                )
+            elif streams:
+                self.collectors[streams[0].index] = _Collector(streams[0], self.wrapping, epoch)
 
     def run(self, previous: SegmentIndex | None) -> SegmentIndex:
         resume_at = self._resume(previous) if previous is not None else None
@@ -250,6 +261,7 @@ class _Indexer:
             video=streams.get("video"),
             audio=streams.get("audio"),
             damaged=self.damaged,
+            packets_read=self.packets_read,
         )
 
     def _resume(self, previous: SegmentIndex) -> int | None:
@@ -270,7 +282,7 @@ class _Indexer:
         ):
             return None
         cuts = [c.seed(olds[c.media]) for c in self.collectors.values()]
-        if min(cuts) < 0:
+        if min(cuts, default=-1) < 0:
             for collector in self.collectors.values():
                 collector.reset()
             return None
@@ -287,23 +299,34 @@ class _Indexer:
                 if self._beyond_end(packet):
                     self.damaged = f"file ends inside the packet at byte {packet.pos}"
                     return
+                self.packets_read += 1
                 self.collectors[packet.stream.index].add(packet)
         except av.FFmpegError as error:
             read = sum(len(c.pts) for c in self.collectors.values())
             self.damaged = f"demuxing stopped after {read} packets: {error}"
 
     def _beyond_end(self, packet) -> bool:
-        # A truncated MP4 whose moov (at the front) lists samples past the end of the file.
-        return packet.pos is not None and packet.pos >= 0 and (
-            packet.pos + packet.size > self.stat.st_size
+        # A truncated MP4 whose moov (at the front) lists samples past the end of the file: the
+        # demuxer hands over the bytes that exist, flagged corrupt.
+        return self.format.startswith("mov,") and (
+            packet.is_corrupt
+            or packet.pos is not None
+            and packet.pos + packet.size > self.stat.st_size
         )
+
+
+class _Epoch:
+    """The first (unwrapped) timestamp of a file, shared by its streams."""
+
+    first: int | None = None
 
 
 class _Collector:
     """The rows of one stream while demuxing: timestamps unwrapped, kinds classified."""
 
-    def __init__(self, stream, wrapping: bool):
+    def __init__(self, stream, wrapping: bool, epoch: _Epoch):
         self.stream = stream
+        self.epoch = epoch
         self.media = stream.type
         self.wrapping = wrapping
         context = stream.codec_context
@@ -321,8 +344,14 @@ class _Collector:
         self.reference = None  # last unwrapped dts: the wrap reference
 
     def seed(self, old: StreamIndex) -> int:
-        """Take `old`'s rows except the last; return the byte offset of that last packet."""
-        keep = len(old) - 1
+        """Take `old`'s rows up to its last packet's byte offset, and return that offset.
+
+        (One PES packet can hold several audio frames, all at the same offset: none is kept.)
+        """
+        cut = int(old.pos[-1])
+        keep = int(np.searchsorted(old.pos, cut))
+        if cut < 0 or keep == 0 or np.any(np.diff(old.pos) < 0):
+            return -1
         self.pts, self.dts = old.pts[:keep].tolist(), old.dts[:keep].tolist()
         duration = np.where(old.guessed[:keep], 0, old.duration[:keep])
         self.duration = duration.tolist()
@@ -331,8 +360,8 @@ class _Collector:
         self.adts = old.info.adts
         self.reference = self.dts[-1]
         self.wraps = self.dts[-1] // WRAP - self.dts[0] // WRAP
-        self.skip_below = int(old.pos[keep])
-        return self.skip_below
+        self.skip_below = cut
+        return cut
 
     def add(self, packet) -> None:
         if packet.pos is not None and 0 <= packet.pos < self.skip_below:
@@ -361,7 +390,11 @@ class _Collector:
         if dts is None:
             return None, None
         if self.reference is None:
-            self.reference = dts  # the first timestamp of the stream defines its epoch
+            # A stream's first timestamp may lie across a wrap from another's: take the one
+            # nearest the first timestamp of the file, so audio and video stay aligned.
+            if self.epoch.first is None:
+                self.epoch.first = dts
+            self.reference = _nearest(dts, self.epoch.first)
         unwrapped = _nearest(dts, self.reference)
         if unwrapped // WRAP > self.reference // WRAP:
             self.wraps += 1
@@ -482,9 +515,18 @@ def _h264_kind(nals: list) -> tuple[int, int]:
     return Kind.INTER, 0
 
 
-_HEVC_KINDS = {19: Kind.IDR, 20: Kind.IDR, 21: Kind.OPEN, 16: Kind.OPEN, 17: Kind.OPEN,
-               18: Kind.OPEN, 8: Kind.LEADING, 9: Kind.LEADING, 6: Kind.LEADING_OK,
-               7: Kind.LEADING_OK}
+_HEVC_KINDS = {
+    19: Kind.IDR,
+    20: Kind.IDR,
+    21: Kind.OPEN,
+    16: Kind.OPEN,
+    17: Kind.OPEN,
+    18: Kind.OPEN,
+    8: Kind.LEADING,
+    9: Kind.LEADING,
+    6: Kind.LEADING_OK,
+    7: Kind.LEADING_OK,
+}
 
 
 def _hevc_kind(nals: list) -> tuple[int, int]:
@@ -533,4 +575,3 @@ def _fill_durations(pts, duration, guessed, nominal: int) -> None:
     gaps[order[:-1]] = np.diff(pts[order])
     gaps[gaps <= 0] = nominal
     duration[guessed] = gaps[guessed]
-
