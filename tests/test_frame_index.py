@@ -3,7 +3,9 @@ against the file, MPEG-TS wraps undone per stream, growing files extended, damag
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,8 +13,12 @@ import av
 import numpy as np
 import pytest
 
+from exports import frame_cache
+from exports.archive import index_camera
 from exports.media import synth
 from exports.media.frameindex import WRAP, Kind, SegmentIndex, build_index
+from exports.models import Camera, Segment, SegmentFrameIndex
+from tests.media_helpers import NOT_A_RECORDING
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 SMALL = {"width": 160, "height": 120}
@@ -366,3 +372,70 @@ def write_ts_across_wrap(path: Path, video_first: int, audio_first: int, frames=
             sound.pts = audio_first + number * 5760
             container.mux(audio.encode(sound))
         container.mux(video.encode(None) + audio.encode(None))
+
+
+# -- the cache beside the archive index -------------------------------------------------------
+
+
+def archive_camera(folder: Path, names: list[str], seconds=2.0) -> Camera:
+    for number, name in enumerate(names):
+        start = T0 + timedelta(seconds=seconds * number)
+        synth.write_segment(folder / name, start, seconds, synth.SegmentSpec(bframes=2, **SMALL))
+    camera = Camera.objects.create(camera_id="cam", archive_path=str(folder))
+    index_camera(camera)
+    assert Segment.objects.filter(camera=camera).count() == len(names)
+    return camera
+
+
+@pytest.mark.django_db
+def test_second_export_takes_the_index_from_the_cache_without_reading_the_file(archive_dir):
+    camera = archive_camera(archive_dir, ["2026-03-01_08-00-00.mp4", "2026-03-01_08-00-02.mp4"])
+    lookup = frame_cache.indexer(camera)
+    paths = sorted(archive_dir.iterdir())
+    before = frame_cache.counts.copy()
+    first = [lookup(path).to_bytes() for path in paths]
+    stamps = list(SegmentFrameIndex.objects.order_by("id").values_list("updated_at", flat=True))
+    assert len(stamps) == 2
+    # Same size and mtime but junk inside: only an index that never opens the file is right.
+    for path in paths:
+        stat = path.stat()
+        path.write_bytes(NOT_A_RECORDING[:1] * stat.st_size)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert [lookup(path).to_bytes() for path in paths] == first
+    assert list(SegmentFrameIndex.objects.order_by("id").values_list("updated_at", flat=True)) == (
+        stamps
+    )
+    assert frame_cache.counts - before == Counter(built=2, hit=2)
+    # A new mtime makes the cached row stale: the junk is read and reported.
+    os.utime(paths[0])
+    assert lookup(paths[0]).damaged
+
+
+@pytest.mark.django_db
+def test_growing_segment_index_is_extended_in_the_cache(archive_dir):
+    camera = archive_camera(archive_dir, ["2026-03-01_08-00-00.ts"], seconds=4.0)
+    path = next(archive_dir.iterdir())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    before = frame_cache.counts.copy()
+    half = frame_cache.index_for(camera, path)
+    with path.open("ab") as out:
+        out.write(data[len(data) // 2 :])
+    whole = frame_cache.index_for(camera, path)
+    assert frame_cache.counts - before == Counter(built=1, extended=1)
+    assert len(half.video) < len(whole.video) == 100
+    assert whole.to_bytes() == build_index(path).to_bytes()
+    row = SegmentFrameIndex.objects.get(segment__camera=camera)
+    assert (row.size, row.frames, bytes(row.data)) == (
+        len(data),
+        100 + len(whole.audio),
+        whole.to_bytes(),
+    )
+
+
+@pytest.mark.django_db
+def test_file_outside_the_archive_index_is_indexed_but_not_stored(archive_dir, tmp_path):
+    camera = archive_camera(archive_dir, ["2026-03-01_08-00-00.mp4"])
+    stray = segment(tmp_path, "stray.mp4", synth.SegmentSpec(**SMALL))
+    assert len(frame_cache.index_for(camera, stray).video) == 50
+    assert not SegmentFrameIndex.objects.exists()
