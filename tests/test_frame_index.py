@@ -204,6 +204,18 @@ def test_missing_durations_come_from_the_next_frame_or_the_nominal_rate(tmp_path
     assert duration.tolist() == [40, 40, 40, 33]
 
 
+def test_avi_presentation_order_comes_from_the_picture_order_count(tmp_path):
+    # AVI stores no presentation times: FFmpeg's pts just increase in decode order.
+    spec = synth.SegmentSpec(bframes=2, x264_extra={"open-gop": 1}, **SMALL)
+    avi = build_index(segment(tmp_path, "s.avi", spec)).video
+    mkv = build_index(segment(tmp_path, "s.mkv", spec)).video
+    demuxer_pts = [packet.pts for packet in demuxed(tmp_path / "s.avi")]
+    assert demuxer_pts == sorted(demuxer_pts)
+    assert kinds(avi) == kinds(mkv) == "I" + "-" * 22 + "OLL" + "-" * 24
+    assert np.array_equal(np.argsort(avi.pts), np.argsort(mkv.pts))
+    assert np.all(np.diff(np.sort(avi.pts)) == 1) and np.all(avi.dts <= avi.pts)
+
+
 def test_mpegts_33_bit_wrap_is_undone_per_stream_by_this_code(tmp_path):
     # Timestamps start 2 s before 2**33 ticks of 90 kHz and wrap inside the file.
     origin = Fraction(WRAP - 2 * 90000, 90000)
@@ -307,8 +319,9 @@ def test_serialised_index_round_trips_and_is_a_few_bytes_per_frame(tmp_path):
             assert getattr(old, name).dtype == getattr(new, name).dtype
     frames = len(index.video) + len(index.audio)
     assert len(data) / frames < 8
-    with pytest.raises(ValueError):
-        SegmentIndex.from_bytes(b"XXXX" + data[4:], path)
+    for damaged in (b"XXXX" + data[4:], data[:-10], data[:5]):
+        with pytest.raises(ValueError):
+            SegmentIndex.from_bytes(damaged, path)
 
 
 # -- small generators -------------------------------------------------------------------------

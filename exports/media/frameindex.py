@@ -26,9 +26,10 @@ from exports.media import nal
 
 FORMAT_VERSION = 1
 _MAGIC = b"PSFI"
-_HEADER = struct.Struct("<4sBI")  # magic, version, JSON header length
+_HEADER = struct.Struct("<4sBI")  # magic, version, JSON length; then zlib(JSON + arrays)
 WRAP = 1 << 33  # MPEG-TS timestamps are 33-bit counters of a 90 kHz clock
 NAL_CODECS = ("h264", "hevc")
+PTSLESS_FORMATS = ("avi",)  # presentation order comes from the bitstream (H.264 POC)
 INTRA_ONLY_CODECS = ("mjpeg", "jpeg2000", "prores", "rawvideo", "png")
 
 
@@ -63,15 +64,17 @@ class StreamInfo:
     adts: bool = False  # AAC with ADTS headers (MPEG-TS sources)
 
 
-_ARRAYS = (  # name, dtype, delta-coded in `to_bytes`
-    ("pts", np.int64, True),
-    ("dts", np.int64, True),
-    ("duration", np.int64, False),
-    ("pos", np.int64, True),
-    ("size", np.int32, False),
-    ("kind", np.uint8, False),
-    ("recovery", np.int16, False),
-    ("guessed", np.bool_, False),
+# Stored in this order, each coded so that a steady stream gives long runs of equal bytes:
+# dts as steps, pts as pts - dts, pos as the gap after the previous packet's bytes.
+_ARRAYS = (
+    ("dts", np.int64),
+    ("pts", np.int64),
+    ("duration", np.int64),
+    ("size", np.int32),
+    ("pos", np.int64),
+    ("kind", np.uint8),
+    ("recovery", np.int16),
+    ("guessed", np.bool_),
 )
 
 
@@ -113,7 +116,7 @@ class SegmentIndex:
         return [s for s in (self.video, self.audio) if s is not None]
 
     def to_bytes(self) -> bytes:
-        """Versioned header (JSON) and the arrays, delta-coded, byte-shuffled, zlib'd."""
+        """Magic and version, then zlib of a JSON header and the arrays (coded, byte planes)."""
         header = {
             "size": self.size,
             "mtime": self.mtime,
@@ -126,28 +129,34 @@ class SegmentIndex:
             },
         }
         body = b"".join(
-            _pack_array(getattr(stream, name), dtype, delta)
+            _pack_array(coded, dtype)
             for stream in self.streams()
-            for name, dtype, delta in _ARRAYS
+            for coded, (_, dtype) in zip(_encode(stream), _ARRAYS, strict=True)
         )
         text = json.dumps(header, separators=(",", ":")).encode()
-        return _HEADER.pack(_MAGIC, FORMAT_VERSION, len(text)) + text + zlib.compress(body, 6)
+        return _HEADER.pack(_MAGIC, FORMAT_VERSION, len(text)) + zlib.compress(text + body, 6)
 
     @classmethod
     def from_bytes(cls, data: bytes, path: Path) -> SegmentIndex:
+        """Raises ValueError for anything but an intact index of this format version."""
+        try:
+            return cls._from_bytes(data, path)
+        except (struct.error, zlib.error, KeyError, TypeError) as error:
+            raise ValueError(f"damaged frame index: {error}") from error
+
+    @classmethod
+    def _from_bytes(cls, data: bytes, path: Path) -> SegmentIndex:
         magic, version, length = _HEADER.unpack_from(data)
         if magic != _MAGIC or version != FORMAT_VERSION:
             raise ValueError(f"not a frame index of version {FORMAT_VERSION}")
-        start = _HEADER.size
-        header = json.loads(data[start : start + length])
-        body, offset = zlib.decompress(data[start + length :]), 0
+        content = zlib.decompress(data[_HEADER.size :])
+        header, body, offset = json.loads(content[:length]), content[length:], 0
         streams = {}
         for name, meta in header["streams"].items():
             arrays = {}
-            for array_name, dtype, delta in _ARRAYS:
-                arrays[array_name], offset = _unpack_array(
-                    body, offset, meta["count"], dtype, delta
-                )
+            for array_name, dtype in _ARRAYS:
+                arrays[array_name], offset = _unpack_array(body, offset, meta["count"], dtype)
+            _decode(arrays)
             streams[name] = StreamIndex(info=_info_from_json(meta), wraps=meta["wraps"], **arrays)
         return cls(
             path=Path(path),
@@ -179,25 +188,35 @@ def _info_from_json(meta: dict) -> StreamInfo:
     return StreamInfo(**values)
 
 
-def _pack_array(values: np.ndarray, dtype, delta: bool) -> bytes:
-    # Differences of steady timestamps/offsets are small and repeat; grouping each byte plane
-    # (all low bytes, then the next...) turns them into long runs zlib packs to almost nothing.
-    values = np.asarray(values, dtype=dtype)
-    if delta and len(values):
-        values = np.diff(values, prepend=values.dtype.type(0))
-    width = values.dtype.itemsize
-    planes = values.astype(values.dtype.newbyteorder("<")).view(np.uint8).reshape(-1, width)
-    return planes.T.tobytes()
+def _encode(stream: StreamIndex) -> list[np.ndarray]:
+    previous_end = np.concatenate(([0], stream.pos[:-1] + stream.size[:-1]))
+    coded = {
+        "dts": np.diff(stream.dts, prepend=np.int64(0)),
+        "pts": stream.pts - stream.dts,
+        "pos": stream.pos - previous_end,
+    }
+    return [coded.get(name, getattr(stream, name)) for name, _ in _ARRAYS]
 
 
-def _unpack_array(body: bytes, offset: int, count: int, dtype, delta: bool):
+def _decode(arrays: dict[str, np.ndarray]) -> None:
+    arrays["dts"] = np.cumsum(arrays["dts"], dtype=np.int64)
+    arrays["pts"] = arrays["pts"] + arrays["dts"]
+    sizes_before = np.concatenate(([0], np.cumsum(arrays["size"][:-1], dtype=np.int64)))
+    arrays["pos"] = np.cumsum(arrays["pos"], dtype=np.int64) + sizes_before
+
+
+def _pack_array(values: np.ndarray, dtype) -> bytes:
+    # One byte plane after another (all low bytes, then the next...): small, repeating
+    # numbers become long runs that zlib packs to almost nothing.
+    values = np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    return values.view(np.uint8).reshape(-1, values.dtype.itemsize).T.tobytes()
+
+
+def _unpack_array(body: bytes, offset: int, count: int, dtype):
     width = np.dtype(dtype).itemsize
     raw = np.frombuffer(body, dtype=np.uint8, count=count * width, offset=offset)
     values = raw.reshape(width, count).T.copy().view(np.dtype(dtype).newbyteorder("<"))
-    values = values.reshape(count).astype(dtype)
-    if delta:
-        values = np.cumsum(values, dtype=dtype)
-    return values, offset + count * width
+    return values.reshape(count).astype(dtype), offset + count * width
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -245,7 +264,9 @@ class _Indexer:
                     f"no codec parameters for {streams[0].type} stream {streams[0].index}"
                 )
             elif streams:
-                self.collectors[streams[0].index] = _Collector(streams[0], self.wrapping, epoch)
+                self.collectors[streams[0].index] = _Collector(
+                    streams[0], self.wrapping, epoch, order=self.format in PTSLESS_FORMATS
+                )
 
     def run(self, previous: SegmentIndex | None) -> SegmentIndex:
         resume_at = self._resume(previous) if previous is not None else None
@@ -324,7 +345,7 @@ class _Epoch:
 class _Collector:
     """The rows of one stream while demuxing: timestamps unwrapped, kinds classified."""
 
-    def __init__(self, stream, wrapping: bool, epoch: _Epoch):
+    def __init__(self, stream, wrapping: bool, epoch: _Epoch, order: bool = False):
         self.stream = stream
         self.epoch = epoch
         self.media = stream.type
@@ -334,6 +355,7 @@ class _Collector:
         self.extradata = bytes(context.extradata or b"")
         self.bitstream, self.length_size = _bitstream(self.codec, self.extradata)
         self.adts = False
+        self.order = order and self.codec == "h264"
         self.reset()
 
     def reset(self) -> None:
@@ -342,6 +364,10 @@ class _Collector:
         self.skip_below = -1  # packets already in the seeded rows start below this byte
         self.wraps = 0
         self.reference = None  # last unwrapped dts: the wrap reference
+        self.picture_order = (
+            nal.H264PictureOrder(nal.parameter_sets(self.extradata)) if self.order else None
+        )
+        self.presentation = []  # (IDR period, POC) per packet while `picture_order` follows
 
     def seed(self, old: StreamIndex) -> int:
         """Take `old`'s rows up to its last packet's byte offset, and return that offset.
@@ -375,6 +401,8 @@ class _Collector:
         if not self.pts and self.codec == "aac":
             self.adts = len(data) > 1 and data[0] == 0xFF and (data[1] & 0xF6) == 0xF0
         kind, recovery = self._classify(data, packet.is_keyframe)
+        if self.picture_order is not None:
+            self._follow_order(data)
         self.pts.append(pts if pts is not None else dts)
         self.dts.append(dts)  # None: derived in `finish`
         self.duration.append(packet.duration or 0)
@@ -401,6 +429,14 @@ class _Collector:
         self.reference = unwrapped
         return (_nearest(pts, unwrapped) if pts is not None else None), unwrapped
 
+    def _follow_order(self, data: bytes) -> None:
+        try:
+            self.presentation.append(
+                self.picture_order.order(nal.nal_units(data, self.length_size))
+            )
+        except (ValueError, IndexError, KeyError):
+            self.picture_order = None  # the demuxer's timestamps stand
+
     def _classify(self, data: bytes, keyframe: bool) -> tuple[int, int]:
         if self.media != "video" or self.codec in INTRA_ONLY_CODECS:
             return Kind.IDR, 0
@@ -416,6 +452,8 @@ class _Collector:
     def finish(self) -> StreamIndex:
         pts = np.array(self.pts, dtype=np.int64)
         dts = _derive_dts(pts, self.dts)
+        if self.picture_order is not None and len(self.presentation) == len(pts):
+            pts = _pts_from_order(pts, dts, self.presentation)
         duration = np.array(self.duration, dtype=np.int64)
         guessed = duration <= 0
         _fill_durations(pts, duration, guessed, self._nominal_duration())
@@ -554,6 +592,18 @@ def _mark_h264_leading(pts: np.ndarray, kind: np.ndarray) -> None:
             point_pts, point_kind = pts[i], value
         elif value == Kind.INTER and point_pts is not None and pts[i] < point_pts:
             kind[i] = Kind.LEADING if point_kind == Kind.OPEN else Kind.LEADING_OK
+
+
+def _pts_from_order(pts: np.ndarray, dts: np.ndarray, presentation: list) -> np.ndarray:
+    """Presentation times for a container that stores none (AVI: FFmpeg hands out increasing
+    pts in decode order, wrong for B-frames): the same times, in picture order count order,
+    delayed if needed so that no frame is shown before it is decoded."""
+    if not len(pts):
+        return pts
+    order = sorted(range(len(pts)), key=presentation.__getitem__)
+    ordered = np.empty_like(pts)
+    ordered[order] = np.sort(pts)
+    return ordered + max(0, int(np.max(dts - ordered)))
 
 
 def _derive_dts(pts: np.ndarray, dts: list) -> np.ndarray:
