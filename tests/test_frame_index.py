@@ -252,9 +252,12 @@ def test_mpegts_streams_starting_on_either_side_of_the_wrap_stay_aligned(tmp_pat
 # -- growing, damaged, empty ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", [".ts", ".mkv"])
-def test_growing_file_index_extends_to_what_a_fresh_build_gives(tmp_path, suffix):
-    full = segment(tmp_path, "full" + suffix, synth.SegmentSpec(bframes=2, **SMALL), 4.0)
+@pytest.mark.parametrize(
+    ("suffix", "origin"), [(".ts", 0.0), (".ts", (WRAP - 2 * 90000) / 90000), (".mkv", 0.0)]
+)
+def test_growing_file_index_extends_to_what_a_fresh_build_gives(tmp_path, suffix, origin):
+    spec = synth.SegmentSpec(bframes=2, **SMALL)
+    full = segment(tmp_path, "full" + suffix, spec, 4.0, pts_origin=origin)
     data = full.read_bytes()
     growing = tmp_path / ("growing" + suffix)
     growing.write_bytes(data[: len(data) * 2 // 5])
@@ -270,6 +273,7 @@ def test_growing_file_index_extends_to_what_a_fresh_build_gives(tmp_path, suffix
         assert extended.packets_read < fresh.packets_read - len(first.video)
     else:
         assert extended.packets_read == fresh.packets_read
+    assert extended.video.wraps == extended.audio.wraps == (1 if origin else 0)
 
 
 def test_truncated_mp4_with_index_in_front_indexes_up_to_the_damage(tmp_path):

@@ -253,14 +253,14 @@ class _Indexer:
         self.container, self.path, self.stat = container, path, stat
         self.format = container.format.name
         self.wrapping = self.format == "mpegts"
-        self.damaged = ""
+        self.damage: list[str] = []
         self.packets_read = 0
         self.collectors = {}
         epoch = _Epoch()
         for streams in (container.streams.video, container.streams.audio):
             if streams and streams[0].codec_context is None:
                 # A half-written MP4 index can name a track without describing it.
-                self.damaged = (
+                self.damage.append(
                     f"no codec parameters for {streams[0].type} stream {streams[0].index}"
                 )
             elif streams:
@@ -271,7 +271,11 @@ class _Indexer:
     def run(self, previous: SegmentIndex | None) -> SegmentIndex:
         resume_at = self._resume(previous) if previous is not None else None
         if resume_at is not None:
-            self.container.seek(resume_at, unsupported_byte_offset=True)
+            try:
+                self.container.seek(resume_at, unsupported_byte_offset=True)
+            except av.FFmpegError:
+                for collector in self.collectors.values():
+                    collector.reset()  # read it all from the start instead
         self._demux()
         streams = {c.media: c.finish() for c in self.collectors.values()}
         return SegmentIndex(
@@ -281,7 +285,7 @@ class _Indexer:
             container=self.format,
             video=streams.get("video"),
             audio=streams.get("audio"),
-            damaged=self.damaged,
+            damaged="; ".join(self.damage),
             packets_read=self.packets_read,
         )
 
@@ -318,13 +322,13 @@ class _Indexer:
                 if packet.size == 0:
                     continue  # end-of-stream flush packet
                 if self._beyond_end(packet):
-                    self.damaged = f"file ends inside the packet at byte {packet.pos}"
+                    self.damage.append(f"file ends inside the packet at byte {packet.pos}")
                     return
                 self.packets_read += 1
                 self.collectors[packet.stream.index].add(packet)
         except av.FFmpegError as error:
             read = sum(len(c.pts) for c in self.collectors.values())
-            self.damaged = f"demuxing stopped after {read} packets: {error}"
+            self.damage.append(f"demuxing stopped after {read} packets: {error}")
 
     def _beyond_end(self, packet) -> bool:
         # A truncated MP4 whose moov (at the front) lists samples past the end of the file: the
@@ -393,8 +397,8 @@ class _Collector:
         if packet.pos is not None and 0 <= packet.pos < self.skip_below:
             return
         pts, dts = packet.pts, packet.dts
-        if dts is None and pts is None and self.dts:
-            dts = self.dts[-1] + (self.duration[-1] or 0)
+        if dts is None and pts is None:  # no timestamp at all: right after the previous one
+            dts = self.pts[-1] + (self.duration[-1] or 0) if self.pts else 0
         if self.wrapping:
             pts, dts = self._unwrap(pts, dts)
         data = bytes(packet)
