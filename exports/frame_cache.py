@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
 
+from exports.archive import ArchiveError, segment_abspath
 from exports.media.frameindex import SegmentIndex, build_index
 from exports.models import Camera, Segment, SegmentFrameIndex
 
@@ -24,15 +25,22 @@ from exports.models import Camera, Segment, SegmentFrameIndex
 counts: Counter[str] = Counter()
 
 
-def indexer(camera: Camera) -> Callable[[Path], SegmentIndex]:
-    """The engine's `index_for=` for one camera's segments."""
-    return partial(index_for, camera)
+def indexer(camera: Camera, segments: Iterable[Segment] = ()) -> Callable[[Path], SegmentIndex]:
+    """The engine's `index_for=` for one camera's files; `segments`, the rows being exported,
+    spare a query per file to find each one's row."""
+    known = {}
+    for segment in segments:
+        try:
+            known[str(segment_abspath(camera, segment))] = segment
+        except ArchiveError:
+            continue  # the engine reports such a file itself
+    return partial(index_for, camera, known=known)
 
 
-def index_for(camera: Camera, path: Path) -> SegmentIndex:
+def index_for(camera: Camera, path: Path, *, known: dict | None = None) -> SegmentIndex:
     """The frame index of `path`, a file of `camera`'s archive: cached, extended or built."""
     path = Path(path)
-    segment = _segment(camera, path)
+    segment = (known or {}).get(str(path)) or _segment(camera, path)
     if segment is None:
         counts["uncached"] += 1
         return build_index(path)

@@ -407,7 +407,7 @@ def archive_camera(folder: Path, names: list[str], seconds=2.0) -> Camera:
 @pytest.mark.django_db
 def test_second_export_takes_the_index_from_the_cache_without_reading_the_file(archive_dir):
     camera = archive_camera(archive_dir, ["2026-03-01_08-00-00.mp4", "2026-03-01_08-00-02.mp4"])
-    lookup = frame_cache.indexer(camera)
+    lookup = frame_cache.indexer(camera, Segment.objects.filter(camera=camera))
     paths = sorted(archive_dir.iterdir())
     before = frame_cache.counts.copy()
     first = [lookup(path).to_bytes() for path in paths]
