@@ -253,6 +253,7 @@ class _Indexer:
         self.container, self.path, self.stat = container, path, stat
         self.format = container.format.name
         self.wrapping = self.format == "mpegts"
+        self.is_mp4 = self.format.startswith("mov,")
         self.damage: list[str] = []
         self.packets_read = 0
         self.collectors = {}
@@ -333,7 +334,7 @@ class _Indexer:
     def _beyond_end(self, packet) -> bool:
         # A truncated MP4 whose moov (at the front) lists samples past the end of the file: the
         # demuxer hands over the bytes that exist, flagged corrupt.
-        return self.format.startswith("mov,") and (
+        return self.is_mp4 and (
             packet.is_corrupt
             or packet.pos is not None
             and packet.pos + packet.size > self.stat.st_size
@@ -590,12 +591,11 @@ def _hevc_kind(nals: list) -> tuple[int, int]:
 def _mark_h264_leading(pts: np.ndarray, kind: np.ndarray) -> None:
     """H.264 has no leading-picture NAL types: a frame after a random access point in decode
     order but shown before it leads it; after an OPEN point it needs the previous GOP."""
-    point_pts, point_kind = None, None
-    for i, value in enumerate(kind):
-        if value in (Kind.IDR, Kind.OPEN):
-            point_pts, point_kind = pts[i], value
-        elif value == Kind.INTER and point_pts is not None and pts[i] < point_pts:
-            kind[i] = Kind.LEADING if point_kind == Kind.OPEN else Kind.LEADING_OK
+    points = np.flatnonzero((kind == Kind.IDR) | (kind == Kind.OPEN)).tolist()
+    for point, following in zip(points, points[1:] + [len(kind)], strict=True):
+        span = slice(point + 1, following)
+        leading = (kind[span] == Kind.INTER) & (pts[span] < pts[point])
+        kind[span][leading] = Kind.LEADING if kind[point] == Kind.OPEN else Kind.LEADING_OK
 
 
 def _pts_from_order(pts: np.ndarray, dts: np.ndarray, presentation: list) -> np.ndarray:
