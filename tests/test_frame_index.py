@@ -113,14 +113,15 @@ def test_h264_open_gop_leading_pictures_do_not_decode_from_their_open_point(tmp_
     assert sorted(shown) == sorted(video.pts[start:][video.kind[start:] != Kind.LEADING].tolist())
 
 
-def test_hevc_cra_with_rasl_pictures(tmp_path):
+@pytest.mark.parametrize(("suffix", "bitstream"), [(".mp4", "avcc"), (".ts", "annexb")])
+def test_hevc_cra_with_rasl_pictures(tmp_path, suffix, bitstream):
     # Mini-GOPs of 4 that end on the GOP boundary: libx265 puts 3 RASL pictures after each CRA.
     spec = synth.SegmentSpec(vcodec="hevc", gop=24, bframes=3, **SMALL)
-    path = segment(tmp_path, "cra.mp4", spec)
+    path = segment(tmp_path, "cra" + suffix, spec)
     index = build_index(path)
     assert kinds(index.video) == "I" + "-" * 20 + "OLLL" + "-" * 20 + "OLLL" + "-"
     check_against_ffmpeg(path, index)
-    assert index.video.info.bitstream == "avcc" and index.video.info.nal_length_size == 4
+    assert index.video.info.bitstream == bitstream
 
 
 def test_hevc_radl_pictures_are_leading_but_decodable(tmp_path):
