@@ -5,8 +5,8 @@
 Segments are generated once (H.264 + AAC, 1 s GOP with 2 B-frames, sensor-like noise) at
 1920x1080 and 640x360, in MP4 and MPEG-TS. For each: packets indexed, the serialised index
 (`SegmentIndex.to_bytes()`, what the cache row stores) in bytes, per video frame and per
-packet (video and audio), and the best of `--rounds` builds against a bare demux of the same file with
-PyAV (the floor: reading every packet, nothing else) in the same run.
+packet (video and audio), and the best of `--rounds` builds against a bare demux of the same
+file with PyAV (the floor: reading every packet, nothing else) in the same run.
 """
 
 from __future__ import annotations
