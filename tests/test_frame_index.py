@@ -277,6 +277,16 @@ def test_growing_file_index_extends_to_what_a_fresh_build_gives(tmp_path, suffix
     assert extended.video.wraps == extended.audio.wraps == (1 if origin else 0)
 
 
+def test_index_of_a_replaced_file_is_not_extended_from_the_old_one(tmp_path):
+    path = segment(tmp_path, "s.ts", synth.SegmentSpec(**SMALL), 1.0)
+    old = build_index(path)
+    segment(tmp_path, "s.ts", synth.SegmentSpec(bframes=2, **SMALL), 3.0, pts_origin=100.0)
+    assert path.stat().st_size > old.size
+    replaced = build_index(path, old)
+    assert replaced.to_bytes() == build_index(path).to_bytes()
+    assert len(replaced.video) == 75 and replaced.video.pts[0] >= 100 * 90000
+
+
 def test_truncated_mp4_with_index_in_front_indexes_up_to_the_damage(tmp_path):
     source = segment(tmp_path, "s.mp4", synth.SegmentSpec(**SMALL))
     path = tmp_path / "fast.mp4"

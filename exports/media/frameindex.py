@@ -274,10 +274,27 @@ class _Indexer:
         if resume_at is not None:
             try:
                 self.container.seek(resume_at, unsupported_byte_offset=True)
+                self._demux()
             except av.FFmpegError:
-                for collector in self.collectors.values():
-                    collector.reset()  # read it all from the start instead
+                pass
+            if all(c.resumed for c in self.collectors.values()):
+                return self._result()
+            self._restart()  # not the file `previous` indexed, or no seeking: read it all
+            if self.damage:
+                return self._result()
         self._demux()
+        return self._result()
+
+    def _restart(self) -> None:
+        for collector in self.collectors.values():
+            collector.reset()
+        self.damage, self.packets_read = [], 0
+        try:
+            self.container.seek(0, unsupported_byte_offset=True)
+        except av.FFmpegError as error:
+            self.damage.append(f"could not read the file again from its start: {error}")
+
+    def _result(self) -> SegmentIndex:
         streams = {c.media: c.finish() for c in self.collectors.values()}
         return SegmentIndex(
             path=self.path,
@@ -367,6 +384,8 @@ class _Collector:
         self.pts, self.dts, self.duration, self.pos, self.size = [], [], [], [], []
         self.kind, self.recovery = [], []
         self.skip_below = -1  # packets already in the seeded rows start below this byte
+        self.resumed = True  # seeded: the packet read again at `skip_below` was the same
+        self.again = None  # seeded: (byte offset, dts) of the packet to be read again
         self.wraps = 0
         self.reference = None  # last unwrapped dts: the wrap reference
         self.picture_order = (
@@ -392,6 +411,7 @@ class _Collector:
         self.reference = self.dts[-1]
         self.wraps = self.dts[-1] // WRAP - self.dts[0] // WRAP
         self.skip_below = cut
+        self.again, self.resumed = (cut, int(old.dts[keep])), False
         return cut
 
     def add(self, packet) -> None:
@@ -402,6 +422,8 @@ class _Collector:
             dts = self.pts[-1] + (self.duration[-1] or 0) if self.pts else 0
         if self.wrapping:
             pts, dts = self._unwrap(pts, dts)
+        if self.again is not None:  # the first packet after resuming must be the old last one
+            self.resumed, self.again = (packet.pos, dts) == self.again, None
         data = bytes(packet)
         if not self.pts and self.codec == "aac":
             self.adts = len(data) > 1 and data[0] == 0xFF and (data[1] & 0xF6) == 0xF0
