@@ -15,7 +15,7 @@ import pytest
 
 from exports import frame_cache
 from exports.archive import index_camera
-from exports.media import synth
+from exports.media import nal, synth
 from exports.media.frameindex import WRAP, Kind, SegmentIndex, build_index
 from exports.models import Camera, Segment, SegmentFrameIndex
 from tests.media_helpers import NOT_A_RECORDING
@@ -175,6 +175,22 @@ def test_full_range_colour_properties_are_recorded(tmp_path):
     # AVCOL_RANGE_JPEG, and BT.709 primaries, transfer and matrix.
     assert (info.color_range, info.color_primaries, info.color_trc, info.colorspace) == (2, 1, 1, 1)
     assert info.pix_fmt == "yuvj420p"
+
+
+def test_nal_header_reading_handles_emulation_prevention_and_long_sei_messages():
+    assert nal.rbsp(b"\x00\x00\x03\x01\x00\x00\x03\x00") == b"\x00\x00\x01\x00\x00\x00"
+    reader = nal.BitReader(bytes([0b10100110, 0b01000010, 0b10000000]))
+    assert [reader.ue(), reader.ue(), reader.ue(), reader.ue(), reader.se()] == [0, 1, 2, 3, -2]
+    # first_mb_in_slice 0 ("1"), slice_type 7 ("0001000": I), with 00 00 03 escaping after it.
+    slice_nal = bytes([0x01, 0b10001000, 0x00, 0x00, 0x03, 0x01])
+    assert nal.h264_slice_type(slice_nal) == 2
+    # A 300-byte user data message (size coded 0xFF 0x2D) before a recovery point of 8 frames
+    # (ue 8 = "0001001").
+    user_data = bytes([5, 0xFF, 0x2D]) + b"\x11" * 300
+    recovery = bytes([6, 1, 0b00010010])
+    sei = bytes([0x06]) + user_data + recovery + b"\x80"
+    assert nal.sei_recovery_frame_cnt(sei) == 8
+    assert nal.sei_recovery_frame_cnt(bytes([0x06]) + user_data + b"\x80") is None
 
 
 # -- bytes and timestamps ---------------------------------------------------------------------
