@@ -15,7 +15,7 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,9 +26,10 @@ from exports.media import nal
 
 FORMAT_VERSION = 1
 _MAGIC = b"PSFI"
-_HEADER = struct.Struct("<4sBI")  # magic, version, JSON header length
+_HEADER = struct.Struct("<4sBI")  # magic, version, JSON length; then zlib(JSON + arrays)
 WRAP = 1 << 33  # MPEG-TS timestamps are 33-bit counters of a 90 kHz clock
 NAL_CODECS = ("h264", "hevc")
+PTSLESS_FORMATS = ("avi",)  # presentation order comes from the bitstream (H.264 POC)
 INTRA_ONLY_CODECS = ("mjpeg", "jpeg2000", "prores", "rawvideo", "png")
 
 
@@ -63,15 +64,17 @@ class StreamInfo:
     adts: bool = False  # AAC with ADTS headers (MPEG-TS sources)
 
 
-_ARRAYS = (  # name, dtype, delta-coded in `to_bytes`
-    ("pts", np.int64, True),
-    ("dts", np.int64, True),
-    ("duration", np.int64, False),
-    ("pos", np.int64, True),
-    ("size", np.int32, False),
-    ("kind", np.uint8, False),
-    ("recovery", np.int16, False),
-    ("guessed", np.bool_, False),
+# Stored in this order, each coded so that a steady stream gives long runs of equal bytes:
+# dts as steps, pts as pts - dts, pos as the gap after the previous packet's bytes.
+_ARRAYS = (
+    ("dts", np.int64),
+    ("pts", np.int64),
+    ("duration", np.int64),
+    ("size", np.int32),
+    ("pos", np.int64),
+    ("kind", np.uint8),
+    ("recovery", np.int16),
+    ("guessed", np.bool_),
 )
 
 
@@ -107,12 +110,13 @@ class SegmentIndex:
     video: StreamIndex | None
     audio: StreamIndex | None
     damaged: str = ""  # non-empty: reading stopped at damage after the indexed packets (why)
+    packets_read: int = field(default=0, compare=False)  # demuxed by the build (not stored)
 
     def streams(self) -> list[StreamIndex]:
         return [s for s in (self.video, self.audio) if s is not None]
 
     def to_bytes(self) -> bytes:
-        """Versioned header (JSON) and the arrays, delta-coded, byte-shuffled, zlib'd."""
+        """Magic and version, then zlib of a JSON header and the arrays (coded, byte planes)."""
         header = {
             "size": self.size,
             "mtime": self.mtime,
@@ -125,26 +129,34 @@ class SegmentIndex:
             },
         }
         body = b"".join(
-            _pack_array(getattr(stream, name), dtype, delta)
+            _pack_array(coded, dtype)
             for stream in self.streams()
-            for name, dtype, delta in _ARRAYS
+            for coded, (_, dtype) in zip(_encode(stream), _ARRAYS, strict=True)
         )
         text = json.dumps(header, separators=(",", ":")).encode()
-        return _HEADER.pack(_MAGIC, FORMAT_VERSION, len(text)) + text + zlib.compress(body, 6)
+        return _HEADER.pack(_MAGIC, FORMAT_VERSION, len(text)) + zlib.compress(text + body, 6)
 
     @classmethod
     def from_bytes(cls, data: bytes, path: Path) -> SegmentIndex:
+        """Raises ValueError for anything but an intact index of this format version."""
+        try:
+            return cls._from_bytes(data, path)
+        except (struct.error, zlib.error, KeyError, TypeError) as error:
+            raise ValueError(f"damaged frame index: {error}") from error
+
+    @classmethod
+    def _from_bytes(cls, data: bytes, path: Path) -> SegmentIndex:
         magic, version, length = _HEADER.unpack_from(data)
         if magic != _MAGIC or version != FORMAT_VERSION:
             raise ValueError(f"not a frame index of version {FORMAT_VERSION}")
-        start = _HEADER.size
-        header = json.loads(data[start : start + length])
-        body, offset = zlib.decompress(data[start + length :]), 0
+        content = zlib.decompress(data[_HEADER.size :])
+        header, body, offset = json.loads(content[:length]), content[length:], 0
         streams = {}
         for name, meta in header["streams"].items():
             arrays = {}
-            for array_name, dtype, delta in _ARRAYS:
-                arrays[array_name], offset = _unpack_array(body, offset, meta["count"], dtype, delta)
+            for array_name, dtype in _ARRAYS:
+                arrays[array_name], offset = _unpack_array(body, offset, meta["count"], dtype)
+            _decode(arrays)
             streams[name] = StreamIndex(info=_info_from_json(meta), wraps=meta["wraps"], **arrays)
         return cls(
             path=Path(path),
@@ -176,25 +188,35 @@ def _info_from_json(meta: dict) -> StreamInfo:
     return StreamInfo(**values)
 
 
-def _pack_array(values: np.ndarray, dtype, delta: bool) -> bytes:
-    # Differences of steady timestamps/offsets are small and repeat; grouping each byte plane
-    # (all low bytes, then the next...) turns them into long runs zlib packs to almost nothing.
-    values = np.asarray(values, dtype=dtype)
-    if delta and len(values):
-        values = np.diff(values, prepend=values.dtype.type(0))
-    width = values.dtype.itemsize
-    planes = values.astype(values.dtype.newbyteorder("<")).view(np.uint8).reshape(-1, width)
-    return planes.T.tobytes()
+def _encode(stream: StreamIndex) -> list[np.ndarray]:
+    previous_end = np.concatenate(([0], stream.pos[:-1] + stream.size[:-1]))
+    coded = {
+        "dts": np.diff(stream.dts, prepend=np.int64(0)),
+        "pts": stream.pts - stream.dts,
+        "pos": stream.pos - previous_end,
+    }
+    return [coded.get(name, getattr(stream, name)) for name, _ in _ARRAYS]
 
 
-def _unpack_array(body: bytes, offset: int, count: int, dtype, delta: bool):
+def _decode(arrays: dict[str, np.ndarray]) -> None:
+    arrays["dts"] = np.cumsum(arrays["dts"], dtype=np.int64)
+    arrays["pts"] = arrays["pts"] + arrays["dts"]
+    sizes_before = np.concatenate(([0], np.cumsum(arrays["size"][:-1], dtype=np.int64)))
+    arrays["pos"] = np.cumsum(arrays["pos"], dtype=np.int64) + sizes_before
+
+
+def _pack_array(values: np.ndarray, dtype) -> bytes:
+    # One byte plane after another (all low bytes, then the next...): small, repeating
+    # numbers become long runs that zlib packs to almost nothing.
+    values = np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    return values.view(np.uint8).reshape(-1, values.dtype.itemsize).T.tobytes()
+
+
+def _unpack_array(body: bytes, offset: int, count: int, dtype):
     width = np.dtype(dtype).itemsize
     raw = np.frombuffer(body, dtype=np.uint8, count=count * width, offset=offset)
     values = raw.reshape(width, count).T.copy().view(np.dtype(dtype).newbyteorder("<"))
-    values = values.reshape(count).astype(dtype)
-    if delta:
-        values = np.cumsum(values, dtype=dtype)
-    return values, offset + count * width
+    return values.reshape(count).astype(dtype), offset + count * width
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -217,7 +239,9 @@ def build_index(path: Path, previous: SegmentIndex | None = None) -> SegmentInde
             str(path), options={"correct_ts_overflow": "0"}, metadata_errors="ignore"
         )
     except av.FFmpegError as error:
-        return SegmentIndex(path, stat.st_size, stat.st_mtime, "", None, None, f"unreadable: {error}")
+        return SegmentIndex(
+            path, stat.st_size, stat.st_mtime, "", None, None, f"unreadable: {error}"
+        )
     with container:
         return _Indexer(container, path, stat).run(previous)
 
@@ -229,18 +253,48 @@ class _Indexer:
         self.container, self.path, self.stat = container, path, stat
         self.format = container.format.name
         self.wrapping = self.format == "mpegts"
-        video = container.streams.video[0] if container.streams.video else None
-        audio = container.streams.audio[0] if container.streams.audio else None
-        self.collectors = {
-            s.index: _Collector(s, self.wrapping) for s in (video, audio) if s is not None
-        }
-        self.damaged = ""
+        self.is_mp4 = self.format.startswith("mov,")
+        self.damage: list[str] = []
+        self.packets_read = 0
+        self.collectors = {}
+        epoch = _Epoch()
+        for streams in (container.streams.video, container.streams.audio):
+            if streams and streams[0].codec_context is None:
+                # A half-written MP4 index can name a track without describing it.
+                self.damage.append(
+                    f"no codec parameters for {streams[0].type} stream {streams[0].index}"
+                )
+            elif streams:
+                self.collectors[streams[0].index] = _Collector(
+                    streams[0], self.wrapping, epoch, order=self.format in PTSLESS_FORMATS
+                )
 
     def run(self, previous: SegmentIndex | None) -> SegmentIndex:
         resume_at = self._resume(previous) if previous is not None else None
         if resume_at is not None:
-            self.container.seek(resume_at, unsupported_byte_offset=True)
+            try:
+                self.container.seek(resume_at, unsupported_byte_offset=True)
+                self._demux()
+            except av.FFmpegError:
+                pass
+            if all(c.resumed for c in self.collectors.values()):
+                return self._result()
+            self._restart()  # not the file `previous` indexed, or no seeking: read it all
+            if self.damage:
+                return self._result()
         self._demux()
+        return self._result()
+
+    def _restart(self) -> None:
+        for collector in self.collectors.values():
+            collector.reset()
+        self.damage, self.packets_read = [], 0
+        try:
+            self.container.seek(0, unsupported_byte_offset=True)
+        except av.FFmpegError as error:
+            self.damage.append(f"could not read the file again from its start: {error}")
+
+    def _result(self) -> SegmentIndex:
         streams = {c.media: c.finish() for c in self.collectors.values()}
         return SegmentIndex(
             path=self.path,
@@ -249,7 +303,8 @@ class _Indexer:
             container=self.format,
             video=streams.get("video"),
             audio=streams.get("audio"),
-            damaged=self.damaged,
+            damaged="; ".join(self.damage),
+            packets_read=self.packets_read,
         )
 
     def _resume(self, previous: SegmentIndex) -> int | None:
@@ -270,7 +325,7 @@ class _Indexer:
         ):
             return None
         cuts = [c.seed(olds[c.media]) for c in self.collectors.values()]
-        if min(cuts) < 0:
+        if min(cuts, default=-1) < 0:
             for collector in self.collectors.values():
                 collector.reset()
             return None
@@ -285,25 +340,36 @@ class _Indexer:
                 if packet.size == 0:
                     continue  # end-of-stream flush packet
                 if self._beyond_end(packet):
-                    self.damaged = f"file ends inside the packet at byte {packet.pos}"
+                    self.damage.append(f"file ends inside the packet at byte {packet.pos}")
                     return
+                self.packets_read += 1
                 self.collectors[packet.stream.index].add(packet)
         except av.FFmpegError as error:
             read = sum(len(c.pts) for c in self.collectors.values())
-            self.damaged = f"demuxing stopped after {read} packets: {error}"
+            self.damage.append(f"demuxing stopped after {read} packets: {error}")
 
     def _beyond_end(self, packet) -> bool:
-        # A truncated MP4 whose moov (at the front) lists samples past the end of the file.
-        return packet.pos is not None and packet.pos >= 0 and (
-            packet.pos + packet.size > self.stat.st_size
+        # A truncated MP4 whose moov (at the front) lists samples past the end of the file: the
+        # demuxer hands over the bytes that exist, flagged corrupt.
+        return self.is_mp4 and (
+            packet.is_corrupt
+            or packet.pos is not None
+            and packet.pos + packet.size > self.stat.st_size
         )
+
+
+class _Epoch:
+    """The first (unwrapped) timestamp of a file, shared by its streams."""
+
+    first: int | None = None
 
 
 class _Collector:
     """The rows of one stream while demuxing: timestamps unwrapped, kinds classified."""
 
-    def __init__(self, stream, wrapping: bool):
+    def __init__(self, stream, wrapping: bool, epoch: _Epoch, order: bool = False):
         self.stream = stream
+        self.epoch = epoch
         self.media = stream.type
         self.wrapping = wrapping
         context = stream.codec_context
@@ -311,18 +377,31 @@ class _Collector:
         self.extradata = bytes(context.extradata or b"")
         self.bitstream, self.length_size = _bitstream(self.codec, self.extradata)
         self.adts = False
+        self.order = order and self.codec == "h264"
         self.reset()
 
     def reset(self) -> None:
         self.pts, self.dts, self.duration, self.pos, self.size = [], [], [], [], []
         self.kind, self.recovery = [], []
         self.skip_below = -1  # packets already in the seeded rows start below this byte
+        self.resumed = True  # seeded: the packet read again at `skip_below` was the same
+        self.again = None  # seeded: (byte offset, dts) of the packet to be read again
         self.wraps = 0
         self.reference = None  # last unwrapped dts: the wrap reference
+        self.picture_order = (
+            nal.H264PictureOrder(nal.parameter_sets(self.extradata)) if self.order else None
+        )
+        self.presentation = []  # (IDR period, POC) per packet while `picture_order` follows
 
     def seed(self, old: StreamIndex) -> int:
-        """Take `old`'s rows except the last; return the byte offset of that last packet."""
-        keep = len(old) - 1
+        """Take `old`'s rows up to its last packet's byte offset, and return that offset.
+
+        (One PES packet can hold several audio frames, all at the same offset: none is kept.)
+        """
+        cut = int(old.pos[-1])
+        keep = int(np.searchsorted(old.pos, cut))
+        if cut < 0 or keep == 0 or np.any(np.diff(old.pos) < 0):
+            return -1
         self.pts, self.dts = old.pts[:keep].tolist(), old.dts[:keep].tolist()
         duration = np.where(old.guessed[:keep], 0, old.duration[:keep])
         self.duration = duration.tolist()
@@ -331,21 +410,26 @@ class _Collector:
         self.adts = old.info.adts
         self.reference = self.dts[-1]
         self.wraps = self.dts[-1] // WRAP - self.dts[0] // WRAP
-        self.skip_below = int(old.pos[keep])
-        return self.skip_below
+        self.skip_below = cut
+        self.again, self.resumed = (cut, int(old.dts[keep])), False
+        return cut
 
     def add(self, packet) -> None:
         if packet.pos is not None and 0 <= packet.pos < self.skip_below:
             return
         pts, dts = packet.pts, packet.dts
-        if dts is None and pts is None and self.dts:
-            dts = self.dts[-1] + (self.duration[-1] or 0)
+        if dts is None and pts is None:  # no timestamp at all: right after the previous one
+            dts = self.pts[-1] + (self.duration[-1] or 0) if self.pts else 0
         if self.wrapping:
             pts, dts = self._unwrap(pts, dts)
+        if self.again is not None:  # the first packet after resuming must be the old last one
+            self.resumed, self.again = (packet.pos, dts) == self.again, None
         data = bytes(packet)
         if not self.pts and self.codec == "aac":
             self.adts = len(data) > 1 and data[0] == 0xFF and (data[1] & 0xF6) == 0xF0
         kind, recovery = self._classify(data, packet.is_keyframe)
+        if self.picture_order is not None:
+            self._follow_order(data)
         self.pts.append(pts if pts is not None else dts)
         self.dts.append(dts)  # None: derived in `finish`
         self.duration.append(packet.duration or 0)
@@ -361,12 +445,24 @@ class _Collector:
         if dts is None:
             return None, None
         if self.reference is None:
-            self.reference = dts  # the first timestamp of the stream defines its epoch
+            # A stream's first timestamp may lie across a wrap from another's: take the one
+            # nearest the first timestamp of the file, so audio and video stay aligned.
+            if self.epoch.first is None:
+                self.epoch.first = dts
+            self.reference = _nearest(dts, self.epoch.first)
         unwrapped = _nearest(dts, self.reference)
         if unwrapped // WRAP > self.reference // WRAP:
             self.wraps += 1
         self.reference = unwrapped
         return (_nearest(pts, unwrapped) if pts is not None else None), unwrapped
+
+    def _follow_order(self, data: bytes) -> None:
+        try:
+            self.presentation.append(
+                self.picture_order.order(nal.nal_units(data, self.length_size))
+            )
+        except (ValueError, IndexError, KeyError):
+            self.picture_order = None  # the demuxer's timestamps stand
 
     def _classify(self, data: bytes, keyframe: bool) -> tuple[int, int]:
         if self.media != "video" or self.codec in INTRA_ONLY_CODECS:
@@ -383,6 +479,8 @@ class _Collector:
     def finish(self) -> StreamIndex:
         pts = np.array(self.pts, dtype=np.int64)
         dts = _derive_dts(pts, self.dts)
+        if self.picture_order is not None and len(self.presentation) == len(pts):
+            pts = _pts_from_order(pts, dts, self.presentation)
         duration = np.array(self.duration, dtype=np.int64)
         guessed = duration <= 0
         _fill_durations(pts, duration, guessed, self._nominal_duration())
@@ -482,9 +580,18 @@ def _h264_kind(nals: list) -> tuple[int, int]:
     return Kind.INTER, 0
 
 
-_HEVC_KINDS = {19: Kind.IDR, 20: Kind.IDR, 21: Kind.OPEN, 16: Kind.OPEN, 17: Kind.OPEN,
-               18: Kind.OPEN, 8: Kind.LEADING, 9: Kind.LEADING, 6: Kind.LEADING_OK,
-               7: Kind.LEADING_OK}
+_HEVC_KINDS = {
+    19: Kind.IDR,
+    20: Kind.IDR,
+    21: Kind.OPEN,
+    16: Kind.OPEN,
+    17: Kind.OPEN,
+    18: Kind.OPEN,
+    8: Kind.LEADING,
+    9: Kind.LEADING,
+    6: Kind.LEADING_OK,
+    7: Kind.LEADING_OK,
+}
 
 
 def _hevc_kind(nals: list) -> tuple[int, int]:
@@ -506,12 +613,23 @@ def _hevc_kind(nals: list) -> tuple[int, int]:
 def _mark_h264_leading(pts: np.ndarray, kind: np.ndarray) -> None:
     """H.264 has no leading-picture NAL types: a frame after a random access point in decode
     order but shown before it leads it; after an OPEN point it needs the previous GOP."""
-    point_pts, point_kind = None, None
-    for i, value in enumerate(kind):
-        if value in (Kind.IDR, Kind.OPEN):
-            point_pts, point_kind = pts[i], value
-        elif value == Kind.INTER and point_pts is not None and pts[i] < point_pts:
-            kind[i] = Kind.LEADING if point_kind == Kind.OPEN else Kind.LEADING_OK
+    points = np.flatnonzero((kind == Kind.IDR) | (kind == Kind.OPEN)).tolist()
+    for point, following in zip(points, points[1:] + [len(kind)], strict=True):
+        span = slice(point + 1, following)
+        leading = (kind[span] == Kind.INTER) & (pts[span] < pts[point])
+        kind[span][leading] = Kind.LEADING if kind[point] == Kind.OPEN else Kind.LEADING_OK
+
+
+def _pts_from_order(pts: np.ndarray, dts: np.ndarray, presentation: list) -> np.ndarray:
+    """Presentation times for a container that stores none (AVI: FFmpeg hands out increasing
+    pts in decode order, wrong for B-frames): the same times, in picture order count order,
+    delayed if needed so that no frame is shown before it is decoded."""
+    if not len(pts):
+        return pts
+    order = sorted(range(len(pts)), key=presentation.__getitem__)
+    ordered = np.empty_like(pts)
+    ordered[order] = np.sort(pts)
+    return ordered + max(0, int(np.max(dts - ordered)))
 
 
 def _derive_dts(pts: np.ndarray, dts: list) -> np.ndarray:
@@ -533,4 +651,3 @@ def _fill_durations(pts, duration, guessed, nominal: int) -> None:
     gaps[order[:-1]] = np.diff(pts[order])
     gaps[gaps <= 0] = nominal
     duration[guessed] = gaps[guessed]
-
