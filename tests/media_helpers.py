@@ -208,9 +208,15 @@ def frame_steps_ok(walls: list[datetime], step: timedelta, gaps=()) -> list[tupl
     return bad
 
 
-def beep_offsets(decoded: Decoded) -> list[float]:
-    """For each beep in the output audio: its time minus the time of the frame showing it."""
+def beep_offsets(decoded: Decoded, until: float | None = None) -> list[float]:
+    """For each beep in the output audio: its time minus the time of the frame showing it.
+
+    Beeps starting at or after output time `until` are left out: near the end of the video
+    (audio may run on, or start early, by part of an audio frame) no frame shows their second.
+    """
     onsets = synth.beep_onsets(decoded.audio, decoded.sample_rate)
+    if until is not None:
+        onsets = [o for o in onsets if decoded.audio_start + o < until]
     frame_at_second = {
         w.replace(microsecond=0): t
         for t, w in zip(decoded.times, decoded.walls, strict=False)
