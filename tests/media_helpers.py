@@ -14,34 +14,10 @@ import numpy as np
 import pytest
 
 from exports.media import synth
+from tests.gst_packages import GST_PACKAGES
 
 GST_LAUNCH = shutil.which("gst-launch-1.0")
 GST_INSPECT = shutil.which("gst-inspect-1.0")
-# The Debian package providing each GStreamer element the decode checks plug (.ci/run installs
-# by element from the same table, so a machine without the "ugly" set still gets asfdemux).
-GST_PACKAGES = {
-    "filesrc": "gstreamer1.0-tools",  # core elements come with the tools' library
-    "decodebin": "gstreamer1.0-plugins-base",
-    "videoconvert": "gstreamer1.0-plugins-base",
-    "videoscale": "gstreamer1.0-plugins-base",
-    "audioconvert": "gstreamer1.0-plugins-base",
-    "audioresample": "gstreamer1.0-plugins-base",
-    "qtdemux": "gstreamer1.0-plugins-good",
-    "matroskademux": "gstreamer1.0-plugins-good",
-    "avidemux": "gstreamer1.0-plugins-good",
-    "flvdemux": "gstreamer1.0-plugins-good",
-    "jpegdec": "gstreamer1.0-plugins-good",
-    "aacparse": "gstreamer1.0-plugins-good",
-    "mulawdec": "gstreamer1.0-plugins-good",
-    "alawdec": "gstreamer1.0-plugins-good",
-    "asfdemux": "gstreamer1.0-plugins-ugly",
-    "tsdemux": "gstreamer1.0-plugins-bad",
-    "h264parse": "gstreamer1.0-plugins-bad",
-    "h265parse": "gstreamer1.0-plugins-bad",
-    "avdec_h264": "gstreamer1.0-libav",
-    "avdec_h265": "gstreamer1.0-libav",
-    "avdec_aac": "gstreamer1.0-libav",
-}
 _DEMUXERS = {
     "mov,mp4,m4a,3gp,3g2,mj2": "qtdemux",
     "matroska,webm": "matroskademux",
@@ -232,9 +208,15 @@ def frame_steps_ok(walls: list[datetime], step: timedelta, gaps=()) -> list[tupl
     return bad
 
 
-def beep_offsets(decoded: Decoded) -> list[float]:
-    """For each beep in the output audio: its time minus the time of the frame showing it."""
+def beep_offsets(decoded: Decoded, until: float | None = None) -> list[float]:
+    """For each beep in the output audio: its time minus the time of the frame showing it.
+
+    Beeps starting at or after output time `until` are left out: near the end of the video
+    (audio may run on, or start early, by part of an audio frame) no frame shows their second.
+    """
     onsets = synth.beep_onsets(decoded.audio, decoded.sample_rate)
+    if until is not None:
+        onsets = [o for o in onsets if decoded.audio_start + o < until]
     frame_at_second = {
         w.replace(microsecond=0): t
         for t, w in zip(decoded.times, decoded.walls, strict=False)

@@ -74,16 +74,21 @@ def _same(spec: synth.SegmentSpec, count: int = 3, seconds: float = SEG, suffix=
     return [Piece(seconds * i, seconds, spec, suffix) for i in range(count)]
 
 
+OPEN_GOP_H264 = synth.SegmentSpec(bframes=3, gop=24, open_gop=True, **SMALL)
 KINDS: dict[str, list[Piece]] = {
-    "h264_open_gop": _same(synth.SegmentSpec(bframes=3, gop=24, open_gop=True, **SMALL)),
+    # The recorder was down from 6 s to 9 s: a gap to report, not to fill.
+    "h264_open_gop": [Piece(at, SEG, OPEN_GOP_H264) for at in (0, SEG, 3 * SEG)],
     "hevc_cra_rasl": _same(
         synth.SegmentSpec(vcodec="hevc", bframes=3, gop=24, open_gop=True, **SMALL)
     ),
     "h264_intra_refresh": _same(synth.SegmentSpec(intra_refresh=True, acodec=None, **SMALL)),
     "h264_vfr": _same(synth.SegmentSpec(rate_drops=((0.8, 2.2),), **SMALL)),
     "h264_full_range": _same(synth.SegmentSpec(full_range=True, bframes=2, **SMALL)),
-    "fps_change": _same(synth.SegmentSpec(**SMALL), 2)
-    + [Piece(2 * SEG, SEG, synth.SegmentSpec(fps=Fraction(15), **SMALL))],
+    # 25 fps, then a file at 15 fps, then 25 fps again.
+    "fps_change": [
+        Piece(SEG * i, SEG, synth.SegmentSpec(fps=Fraction(rate), **SMALL))
+        for i, rate in enumerate((25, 15, 25))
+    ],
     "resolution_change": _same(synth.SegmentSpec(acodec=None, **SMALL), 2)
     + [Piece(2 * SEG, SEG, synth.SegmentSpec(acodec=None, width=2 * W, height=2 * H))],
     # A recorder restarting: the second file starts 2 s before the first one ends.
@@ -128,8 +133,8 @@ class Recording:
         end = max(k for k in self.keyframes[-1] if k < last.end - timedelta(seconds=0.5))
         return start, end
 
-    def expected(self, start: datetime, end: datetime) -> list[tuple[datetime, Fraction]]:
-        """The frames an export of [start, end) shows: (bar code time, duration) each.
+    def kept(self, start: datetime, end: datetime) -> list[tuple[datetime, Fraction]]:
+        """The recorded frames an export of [start, end) shows: (shot at, lasts) each.
 
         A frame is in the range when it is on screen at some instant of it; where files
         overlap in wall time, a later file resumes after the earlier one's last kept frame.
@@ -142,7 +147,21 @@ class Recording:
                 if kept and shot <= kept[-1][0]:
                     continue
                 kept.append((shot, lasts))
-        return [(synth.shown_time(shot), lasts) for shot, lasts in kept]
+        return kept
+
+    def expected(self, start: datetime, end: datetime) -> list[tuple[datetime, Fraction]]:
+        """What the export's frames show: (bar code time, duration) each."""
+        return [(synth.shown_time(shot), lasts) for shot, lasts in self.kept(start, end)]
+
+    def gaps(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        """Where nothing was recorded between two kept frames (the range starts and ends on
+        recorded footage in these tests)."""
+        kept = self.kept(start, end)
+        ends = [
+            (shot + timedelta(seconds=float(lasts)), later)
+            for (shot, lasts), (later, _) in zip(kept, kept[1:], strict=False)
+        ]
+        return [(a, b) for a, b in ends if b > a]
 
 
 def record(folder: Path, pieces: list[Piece]) -> Recording:
@@ -181,7 +200,7 @@ class _Lazy(dict):
     def __missing__(self, key):
         try:
             value = self._make(key)
-        except Exception as error:  # noqa: BLE001 - re-raised on every use
+        except Exception as error:  # remembered, raised again on every use
             value = error
         self[key] = value
         return value
@@ -357,7 +376,7 @@ def test_segments_change_frame_rate_resolution_and_overlap_as_claimed(recordings
             return stream.average_rate, stream.codec_context.width, stream.codec_context.height
 
     fps = recordings.get_or_raise("fps_change").segments
-    assert [rate_and_size(s.path)[0] for s in fps] == [25, 25, 15]
+    assert [rate_and_size(s.path)[0] for s in fps] == [25, 15, 25]
     res = recordings.get_or_raise("resolution_change").segments
     assert [rate_and_size(s.path)[1:] for s in res] == [(W, H), (W, H), (2 * W, 2 * H)]
     a, b = recordings.get_or_raise("overlap").segments
@@ -428,9 +447,16 @@ def describe(want: list[datetime], got: list[datetime]) -> str:
             else "-"
         )
 
+    differ = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
+    order = ""
+    if differ is not None and not (missing or extra or repeated):
+        window = slice(max(0, differ - 2), differ + 4)
+        order = (
+            f"; out of order from frame {differ}: {short(got[window])} for {short(want[window])}"
+        )
     return (
         f"expected {len(want)} frames ({at(want)}), got {len(got)} ({at(got)}); "
-        f"missing {short(missing)}; unexpected {short(extra)}; repeated {short(repeated)}"
+        f"missing {short(missing)}; unexpected {short(extra)}; repeated {short(repeated)}{order}"
     )
 
 
@@ -458,7 +484,7 @@ def test_ffmpeg_shows_every_recorded_instant_once(recordings, exports, kind, cut
     assert abs(result.last_frame - walls[-1]) <= timedelta(milliseconds=1)
     total = float(sum(lasts for _, lasts in want))
     assert result.duration_s == pytest.approx(total, abs=0.002)
-    assert result.gaps == [] and result.skipped == []
+    assert result.gaps == rec.gaps(*rec.cut(cut)) and result.skipped == []
     _check_times(decoded.times, want, fmt)
     _check_transcoded(rec, fmt, result.transcoded)
     if rec.audio:
@@ -474,7 +500,7 @@ def _check_times(times: list[float], want, fmt: str) -> None:
         # FFmpeg's asf demuxer stamps frames from send times, up to a frame late (see
         # test_media_export.check_export): only the order and the overall span are kept.
         assert all(b >= a for a, b in zip(times, times[1:], strict=False))
-        tolerance = 0.041
+        tolerance = float(max(lasts for _, lasts in want)) + 0.001
     else:
         steps = [b - a for a, b in zip(times, times[1:], strict=False)]
         wanted = [float(lasts) for _, lasts in want[:-1]]
@@ -502,8 +528,12 @@ def _check_audio(decoded, rec: Recording, fmt: str, total: float) -> None:
     # AAC adds up to an audio frame of priming and one of padding.
     assert len(decoded.audio) / decoded.sample_rate == pytest.approx(total, abs=2 * frame_s + 0.02)
     even = len({p.spec.fps for p in rec.pieces}) == 1 and not rec.pieces[0].spec.rate_drops
-    if fmt != "avi" or even:  # AVI frame times are only right at one constant rate
-        offsets = beep_offsets(decoded)
+    # Frame times read from AVI (numbered frames) and ASF (stamped up to a frame late) are only
+    # close enough at one constant rate.
+    if fmt not in ("avi", "asf") or even:
+        video_end = decoded.times[-1] + float(rec.frames[-1][-1][1])
+        # A beep in the last two audio frames may belong to the second after the last frame.
+        offsets = beep_offsets(decoded, until=video_end - 2 * frame_s)
         assert offsets and all(abs(o) <= 1.5 * frame_s for o in offsets), offsets
 
 
@@ -542,12 +572,12 @@ def test_full_range_survives_reencoded_frames_in_ffmpeg(exports, fmt):
 def test_full_range_survives_reencoded_frames_in_gstreamer(exports, fmt, tmp_path):
     out, _ = exports.get_or_raise(("h264_full_range", "mid_gop", fmt))
     frames = gstreamer_gray_frames(out, W, H, tmp_path)
-    # GStreamer converts to grey by each frame's colorimetry: full-range frames stay at 96; a
-    # re-encoded frame holding full-range levels but tagged limited or unknown would come out
-    # stretched (96 -> 93): the contrast jump a viewer sees at the splice.
+    # GStreamer converts to grey by the colorimetry it reads for each frame (the level it gives
+    # a full-range source depends on the container: 89 from mp4, 94 from mkv for our 96): a
+    # re-encoded frame tagged differently from the copied ones comes out at another level, the
+    # contrast jump a viewer sees at the splice.
     levels = frames[:, 30:90].mean(axis=(1, 2))
     assert np.ptp(levels) < 1.5, f"luma jumps at a splice: {levels.min()}..{levels.max()}"
-    assert levels.mean() == pytest.approx(96, abs=1.5)
 
 
 @pytest.fixture(scope="module")
