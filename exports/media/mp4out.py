@@ -126,14 +126,6 @@ def _colour(info) -> tuple[int, int, int, int] | None:
     return values if any(v not in (0, 2) for v in values[1:]) or values[0] else None
 
 
-def _avcc(sps: bytes, pps: bytes) -> bytes:
-    """An avcC record (ISO/IEC 14496-15 5.3.3.1) for one SPS and one PPS, 4-byte lengths."""
-    return (
-        bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
-        + b"\x01" + len(pps).to_bytes(2, "big") + pps
-    )
-
-
 class _Mp4Output:
     """Collects the output's samples (ranges of sources or spooled bytes) for the writer."""
 
@@ -192,7 +184,6 @@ class _Mp4Video:
         self.entries = _Entries()
         self.in_band = plan.video_codec == "hevc" and plan.reencoded_frames > 0
         self.prefixed = self._copies_after_hevc_runs(plan)
-        self.run_entry: int | None = None  # entry of the re-encoded run being written
 
     def _copies_after_hevc_runs(self, plan: Plan) -> set[int]:
         """Copy runs after an x265 run: their first sample re-sends the parameter sets."""
@@ -247,14 +238,10 @@ class _Mp4Video:
         )
 
     def _spooled(self, data: bytes, pts: int, dts: int, keyframe: bool, duration: int) -> None:
-        if self.plan.video_codec == "h264" and keyframe:
-            # A run of x264's: its own SPS/PPS (own ids) make its own sample entry.
-            units = nal.nal_units(data, self.length_size)
-            sps = [u for u in units if u[0] & 0x1F == 7]
-            pps = [u for u in units if u[0] & 0x1F == 8]
-            if sps and pps:
-                self.run_entry = self._entry(self.info, _avcc(sps[0], pps[0]))
-        entry = self.run_entry if self.run_entry is not None else self._entry(self.info)
+        # An x264 run's own SPS/PPS (other ids) travel in band under the copy's sample entry:
+        # a sample entry of their own made GStreamer read the run's colour range differently
+        # from the copied frames' (a visible contrast jump at the splice).
+        entry = self._entry(self.info)
         offset = self.output.spool.add(data)
         self.samples.add(pts=pts, dts=dts, duration=duration, sync=keyframe, size=len(data),
                          source=-1, offset=offset, entry=entry)
@@ -264,7 +251,6 @@ class _Mp4Video:
 
     def new_smart_encoder(self, width: int, height: int):
         self.encoder_sps_id = self.encoder_sps_id % 31 + 1
-        self.run_entry = None
         ctx = smart_encoder(self.plan.video_codec, self.info, width, height, self.rate,
                             self.profile, self.level, self.encoder_sps_id)
         return _Encoder(self, ctx, own=True)
