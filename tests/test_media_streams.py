@@ -30,19 +30,12 @@ from tests.media_helpers import (
     require_gstreamer_for,
     run_gst_launch,
 )
+from tests.test_media_export import CONTAINER_NAMES
 
 T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC)
 W, H = 160, 120
 SMALL = {"width": W, "height": H}
 SEG = 3.0
-CONTAINER_NAMES = {
-    "mp4": "mov,mp4,m4a,3gp,3g2,mj2",
-    "mov": "mov,mp4,m4a,3gp,3g2,mj2",
-    "mkv": "matroska,webm",
-    "avi": "avi",
-    "asf": "asf",
-    "flv": "flv",
-}
 TS_WRAP_TICKS = 1 << 33
 WRAP_INTO_SEGMENT_S = 1.5  # the ts_wrap kind's timestamps wrap this far into its second file
 
