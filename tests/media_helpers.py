@@ -131,8 +131,9 @@ def gst_elements_for(path: Path) -> list[str]:
 
 def require_gstreamer_for(path: Path) -> None:
     """Skip the calling test, saying what to install, when GStreamer cannot decode `path`."""
-    if GST_LAUNCH is None:
-        pytest.skip("gst-launch-1.0 is not installed (Debian: gstreamer1.0-tools)")
+    for tool, path_found in (("gst-launch-1.0", GST_LAUNCH), ("gst-inspect-1.0", GST_INSPECT)):
+        if path_found is None:
+            pytest.skip(f"{tool} is not installed (Debian: gstreamer1.0-tools)")
     missing = [name for name in gst_elements_for(path) if not gst_has(name)]
     if missing:
         packages = sorted({GST_PACKAGES.get(name, "?") for name in missing})

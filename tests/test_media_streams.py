@@ -23,7 +23,6 @@ import pytest
 
 from exports.media import FORMATS, SourceSegment, compat, export, nal, synth
 from tests.media_helpers import (
-    GST_LAUNCH,
     beep_offsets,
     decode_with_gstreamer,
     decode_with_pyav,
@@ -31,19 +30,12 @@ from tests.media_helpers import (
     require_gstreamer_for,
     run_gst_launch,
 )
+from tests.test_media_export import CONTAINER_NAMES
 
 T0 = datetime(2026, 5, 4, 12, 0, 0, tzinfo=UTC)
 W, H = 160, 120
 SMALL = {"width": W, "height": H}
 SEG = 3.0
-CONTAINER_NAMES = {
-    "mp4": "mov,mp4,m4a,3gp,3g2,mj2",
-    "mov": "mov,mp4,m4a,3gp,3g2,mj2",
-    "mkv": "matroska,webm",
-    "avi": "avi",
-    "asf": "asf",
-    "flv": "flv",
-}
 TS_WRAP_TICKS = 1 << 33
 WRAP_INTO_SEGMENT_S = 1.5  # the ts_wrap kind's timestamps wrap this far into its second file
 
@@ -636,7 +628,7 @@ def test_mkv_from_mpegts_is_accepted_by_matroskademux(ts_archive, ts_to_mkv, tmp
 
 
 def test_gstreamer_checks_name_the_elements_they_need(tmp_path):
-    from tests.media_helpers import GST_PACKAGES, gst_elements_for
+    from tests.media_helpers import GST_INSPECT, GST_PACKAGES, gst_elements_for, gst_has
 
     path = tmp_path / "a.avi"
     synth.write_segment(
@@ -645,5 +637,6 @@ def test_gstreamer_checks_name_the_elements_they_need(tmp_path):
     needed = gst_elements_for(path)
     assert {"avidemux", "h264parse", "avdec_h264", "mulawdec"} <= set(needed)
     assert all(name in GST_PACKAGES for name in needed)
-    if GST_LAUNCH is not None:
-        assert subprocess.run(["gst-inspect-1.0", "--exists", "no-such-element-xyz"]).returncode
+    if GST_INSPECT is not None:  # what gst_has relies on: --exists fails for unknown elements
+        assert subprocess.run([GST_INSPECT, "--exists", "no-such-element-xyz"]).returncode
+        assert gst_has("filesrc") and not gst_has("no-such-element-xyz")
