@@ -387,3 +387,16 @@ def test_nothing_in_range_raises():
     seg = segment(stream(closed_gops(1, 25)))
     with pytest.raises(NoRecordingError):
         make_plan([seg], at(100), at(200), "mp4")
+
+
+def test_overlapping_segments_audio_is_not_written_twice():
+    # Audio recorded a little past each file's video, as recorders do.
+    a = segment(stream(closed_gops(3, 25)), name="a.mp4", audio=audio_stream(0, 3.2))
+    b = segment(stream(closed_gops(3, 25, first=50)), name="b.mp4", audio=audio_stream(2.0, 3.2))
+    plan = make_plan([a, b], at(0), at(125), "mkv")
+    frame = int(Fraction(1024, 16000) / plan.unit)
+    pts = np.concatenate([s.audio.pts for s in plan.segments])
+    assert np.all(np.diff(pts) == frame)  # b's audio of 2..3 s is not played again
+    second = plan.segments[1].audio
+    source_start = int(b.index.audio.pts[second.packets[0]]) * int(Fraction(1, 16000) / plan.unit)
+    assert abs(source_start + second.offset - int(pts[len(plan.segments[0].audio.pts)])) <= frame // 2

@@ -134,7 +134,6 @@ def export(
             "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
         )
     plan = make_plan(indexed, start, end, fmt)
-    plan.skipped[:0] = skipped
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
     title = title or (
         f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
@@ -150,7 +149,7 @@ def export(
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
-    result = _result(plan)
+    result = _result(plan, skipped)
     result.bytes = out_path.stat().st_size
     if progress is not None:
         progress(1.0)
@@ -174,7 +173,7 @@ def _indexed(chosen: list[SourceSegment], index_for, ticker: Progress):
     return indexed, skipped
 
 
-def _result(plan: Plan) -> ExportResult:
+def _result(plan: Plan, unreadable: list[str]) -> ExportResult:
     return ExportResult(
         frames=plan.frames,
         duration_s=float(plan.seconds(plan.duration)),
@@ -184,7 +183,7 @@ def _result(plan: Plan) -> ExportResult:
         first_frame=plan.first_frame,
         last_frame=plan.last_frame,
         transcoded=list(plan.transcoded),
-        skipped=list(plan.skipped),
+        skipped=unreadable + plan.skipped,
         audio=plan.audio_mode is not None,
         reencoded_frames=plan.reencoded_frames,
         reencoded=[

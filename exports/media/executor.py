@@ -82,7 +82,6 @@ class _Output:
         self.container.metadata["title"] = title
         self.templates = []
         self.written = {"video": 0, "audio": 0}
-        self.video_dts = None  # last video dts written, output stream ticks
         first = segments[plan.segments[0].segment]
         self.info = first.index.video.info
         self.video = _VideoOut(self, plan, segments, first)
@@ -161,6 +160,7 @@ class _VideoOut:
         self.rate = max((Fraction(r) for r in rates if r), default=plan.frame_rate)
         container = output.container
         self.queue = _InOrder(self)
+        self.last_dts = None  # of the last packet written, output stream ticks
         self.encoder = None  # the transcoder (one for the file)
         self.encoder_sps_id = 0
         if plan.video_mode == "copy":
@@ -234,12 +234,12 @@ class _VideoOut:
         packet = av.Packet(data)
         packet.time_base = tb
         out_pts, out_dts = _to_ticks(pts, unit, tb), _to_ticks(dts, unit, tb)
-        last = self.output.video_dts
+        last = self.last_dts
         if last is not None and out_dts <= last:
             # A coarse muxer unit (AVI counts frames) merged two decode times: keep order.
             out_dts = last + 1
         out_pts = max(out_pts, out_dts)
-        self.output.video_dts = out_dts
+        self.last_dts = out_dts
         packet.pts, packet.dts = out_pts, out_dts
         packet.duration = max(1, _to_ticks(duration, unit, tb))
         packet.is_keyframe = keyframe
