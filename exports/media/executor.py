@@ -83,7 +83,6 @@ class _Output:
         self.templates = []
         self.written = {"video": 0, "audio": 0}
         first = segments[plan.segments[0].segment]
-        self.info = first.index.video.info
         self.video = _VideoOut(self, plan, segments, first)
         self.audio = _AudioOut(self, plan, segments) if plan.audio_mode else None
         # The header fixes each stream's time base, which the conversions below need.
