@@ -155,6 +155,7 @@ def execute_task(task, out_path: Path, on_progress=None, keep_in_exports=True):
     Shared by the worker and `manage.py export_archive`. Returns the engine's ExportResult,
     or None when the task failed or was cancelled (the row says which and why).
     """
+    from exports import frame_cache
     from exports.archive import ArchiveError, segment_abspath, segments_covering
     from exports.media import engine as media
 
@@ -178,6 +179,8 @@ def execute_task(task, out_path: Path, on_progress=None, keep_in_exports=True):
             progress=reporter.progress,
             cancelled=reporter.cancelled,
             title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
+            # Frame indexes cached beside the archive index: a second export reads no file twice.
+            index_for=frame_cache.indexer(task.camera, coverage.segments),
         )
     except media.ExportCancelled:
         _discard(out_path, keep_in_exports)

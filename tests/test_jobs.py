@@ -352,3 +352,19 @@ def test_a_segment_deleted_before_the_job_runs_is_reported_with_the_file(
     status = alice.status(task.id).json()
     assert "could not be read" in status["ErrorMessage"] and gone.name in status["ErrorMessage"]
     assert task.gaps == [{"From": "2026-11-20T10:00:02.000Z", "To": "2026-11-20T10:00:04.000Z"}]
+
+
+def test_a_second_export_of_the_same_footage_takes_the_frame_indexes_from_the_cache(
+    alice, exports_queue, django_capture_on_commit_callbacks
+):
+    from exports import frame_cache
+
+    create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    built, hits = frame_cache.counts["built"], frame_cache.counts["hit"]
+    task = create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert task.state == "ReadyForDownload"
+    assert frame_cache.counts["built"] == built  # no file demuxed again
+    assert frame_cache.counts["hit"] > hits
