@@ -9,7 +9,6 @@ compared with the plan at the end: a difference fails the export with both numbe
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,9 +17,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
 from . import compat, nal
+from .audiotranscode import AudioTranscoder
 from .errors import ExportCancelled, ExportError
 from .plan import Copy, Plan, PlanSegment, Reencode
 
@@ -60,7 +59,7 @@ def execute(plan: Plan, segments: list[PlanSegment], out_path: Path, progress: P
     try:
         for seg_plan in plan.segments:
             progress.check_cancel()
-            _SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
+            SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
         output.finish()
     finally:
         output.close()
@@ -158,7 +157,7 @@ class _VideoOut:
         rates = [s.index.video.info.frame_rate for s in segments if s.index.video is not None]
         self.rate = max((Fraction(r) for r in rates if r), default=plan.frame_rate)
         container = output.container
-        self.queue = _InOrder(self)
+        self.queue = InOrder(self)
         self.last_dts = None  # of the last packet written, output stream ticks
         self.encoder = None  # the transcoder (one for the file)
         self.encoder_sps_id = 0
@@ -181,7 +180,7 @@ class _VideoOut:
             }
             if plan.fmt == "avi":
                 self.stream.time_base = 1 / self.rate
-            self.encoder = _Encoder(self, self.stream.codec_context, own=False)
+            self.encoder = Encoder(self, self.stream.codec_context, own=False)
 
     def _copy_setup(self, first, segments) -> None:
         plan, info = self.plan, self.info
@@ -253,7 +252,7 @@ class _VideoOut:
         self.encoder_sps_id = self.encoder_sps_id % 31 + 1
         ctx = smart_encoder(self.plan.video_codec, self.info, width, height, self.rate,
                             self.profile, self.level, self.encoder_sps_id)
-        return _Encoder(self, ctx, own=True)
+        return Encoder(self, ctx, own=True)
 
     def finish(self) -> None:
         if self.encoder is not None:
@@ -298,7 +297,7 @@ def smart_encoder(codec: str, info, width: int, height: int, rate: Fraction, pro
     return ctx
 
 
-class _InOrder:
+class InOrder:
     """Writes video packets in the plan's step order though they are produced out of it
     (a copy run is read while the re-encoded head before it is still being decoded)."""
 
@@ -334,7 +333,7 @@ class _InOrder:
             self.complete(self.order[0])
 
 
-class _Encoder:
+class Encoder:
     """An encoder whose i-th output packet takes the i-th planned timestamp pair."""
 
     def __init__(self, video: _VideoOut, ctx, own: bool):
@@ -395,7 +394,7 @@ class _AudioOut:
             layout = "mono" if info.channels == 1 else "stereo"
             self.stream.codec_context.layout = layout
             self.stream.codec_context.bit_rate = 48000 * (1 if layout == "mono" else 2)
-            self.transcoder = _AudioTranscoder(output, self.stream, rate, layout)
+            self.transcoder = AudioTranscoder(output, self.stream, rate, layout)
 
     def copy(self, data: bytes, adts: bool, pts: int, duration: int) -> None:
         if adts:
@@ -437,7 +436,7 @@ def _adts_config(container, stream) -> bytes:
 # -- one segment --------------------------------------------------------------------------------
 
 
-class _SegmentRun:
+class SegmentRun:
     """Reads one segment's planned packets once, in file order, and hands each to its steps."""
 
     def __init__(self, plan: Plan, seg: PlanSegment, seg_plan, output: _Output, progress):
@@ -595,7 +594,7 @@ class _Span:
     """One re-encoded span: its own decoder, fed [decode_from, decode_to); wanted pictures go
     to the encoder (the span's own for a smart cut, the file's for a transcode)."""
 
-    def __init__(self, run: _SegmentRun, step: Reencode):
+    def __init__(self, run: SegmentRun, step: Reencode):
         self.run, self.step = run, step
         index = run.video_index
         self.wanted = {int(index.pts[j]): k for k, j in enumerate(step.frames.tolist())}
@@ -658,74 +657,3 @@ class _Span:
     def finish(self) -> None:
         if not self.closed:
             raise ExportError(f"{self.run.seg.path.name} ended before its re-encoded span")
-
-
-# -- audio transcoding -----------------------------------------------------------------------
-
-
-class _AudioTranscoder:
-    """Decodes kept audio, trims it to the video window exactly, and encodes AAC."""
-
-    def __init__(self, output: _Output, stream, rate: int, layout: str):
-        self.output, self.stream = output, stream
-        self.rate, self.layout = rate, layout
-        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        self.channels = 1 if layout == "mono" else 2
-        self.buffer = np.zeros((self.channels, 0), dtype=np.float32)
-        self.buffer_pos = None  # output sample index of buffer[:, 0]
-        self.frame_size = 1024
-
-    def add(self, in_stream, packet, offset_s: float, window: tuple[float, float]) -> None:
-        ctx = in_stream.codec_context
-        try:
-            frames = ctx.decode(packet)
-        except av.error.FFmpegError:
-            return
-        for frame in frames:
-            if frame.pts is None:
-                continue
-            file_start = float(frame.pts * frame.time_base)
-            for converted in self.resampler.resample(frame):
-                samples = converted.to_ndarray().reshape(self.channels, -1)
-                self._place(samples, file_start, offset_s, window)
-                file_start += samples.shape[1] / self.rate
-
-    def _place(self, samples, file_start: float, offset_s: float, window) -> None:
-        count = samples.shape[1]
-        first = max(0, math.ceil((window[0] - file_start) * self.rate))
-        last = min(count, math.ceil((window[1] - file_start) * self.rate))
-        if last <= first:
-            return
-        samples = samples[:, first:last]
-        pos = round((file_start + offset_s) * self.rate) + first
-        if self.buffer_pos is None:
-            self.buffer_pos = pos
-        end = self.buffer_pos + self.buffer.shape[1]
-        if pos > end:
-            silence = np.zeros((self.channels, pos - end), dtype=np.float32)
-            self.buffer = np.concatenate([self.buffer, silence], axis=1)
-        elif pos < end:
-            samples = samples[:, end - pos :]
-        self.buffer = np.concatenate([self.buffer, samples], axis=1)
-        self._encode_full_frames()
-
-    def _encode_full_frames(self, final: bool = False) -> None:
-        size = self.frame_size
-        while self.buffer.shape[1] >= size or (final and self.buffer.shape[1]):
-            chunk = self.buffer[:, :size]
-            self.buffer = self.buffer[:, chunk.shape[1] :]
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(chunk), format="fltp", layout=self.layout
-            )
-            frame.sample_rate = self.rate
-            frame.pts = self.buffer_pos
-            frame.time_base = Fraction(1, self.rate)
-            self.buffer_pos += chunk.shape[1]
-            for packet in self.stream.encode(frame):
-                self.output.mux(packet, "audio")
-
-    def flush(self) -> None:
-        if self.buffer_pos is not None:
-            self._encode_full_frames(final=True)
-        for packet in self.stream.encode(None):
-            self.output.mux(packet, "audio")

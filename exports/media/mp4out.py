@@ -19,7 +19,7 @@ import numpy as np
 
 from . import nal
 from .errors import ExportCancelled, ExportError
-from .executor import Progress, _Encoder, _InOrder, _SegmentRun, smart_encoder
+from .executor import Encoder, InOrder, Progress, SegmentRun, smart_encoder
 from .frameindex import Kind
 from .mp4writer import SampleEntry, Track, WriteCancelled, write_mp4
 from .plan import Copy, Plan, PlanSegment
@@ -53,7 +53,7 @@ def execute_mp4(plan: Plan, segments: list[PlanSegment], out_path: Path, progres
     try:
         for seg_plan in plan.segments:
             progress.check_cancel()
-            _SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
+            SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
         output.video.finish()
         output.spool.close()
         tracks = output.tracks()
@@ -179,7 +179,7 @@ class _Mp4Video:
             ctx = source.streams.video[0].codec_context
             self.profile, self.level = ctx.profile, getattr(ctx, "level", 0) or 0
         self.encoder_sps_id = 0
-        self.queue = _InOrder(self)
+        self.queue = InOrder(self)
         self.samples = _Samples()
         self.entries = _Entries()
         self.in_band = plan.video_codec == "hevc" and plan.reencoded_frames > 0
@@ -253,7 +253,7 @@ class _Mp4Video:
         self.encoder_sps_id = self.encoder_sps_id % 31 + 1
         ctx = smart_encoder(self.plan.video_codec, self.info, width, height, self.rate,
                             self.profile, self.level, self.encoder_sps_id)
-        return _Encoder(self, ctx, own=True)
+        return Encoder(self, ctx, own=True)
 
     def finish(self) -> None:
         self.queue.drain_all()
