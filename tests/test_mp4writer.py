@@ -16,7 +16,12 @@ import pytest
 
 from exports.media import extentcopy, mp4writer, synth
 from exports.media.mp4writer import Mp4WriteError, SampleEntry, Track, WriteCancelled, write_mp4
-from tests.media_helpers import decode_with_gstreamer, decode_with_pyav, frame_steps_ok
+from tests.media_helpers import (
+    decode_with_gstreamer,
+    decode_with_pyav,
+    frame_steps_ok,
+    run_gst_launch,
+)
 from tests.mp4_sources import concatenated
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -111,7 +116,7 @@ def test_two_segments_play_back_to_back_in_both_decoders(case, tmp_path):
     check_plays(out, tmp_path, frames=100)
     data = out.read_bytes()
     kinds = [kind for kind, _, _ in boxes(data)]
-    assert kinds == [b"ftyp", b"moov", b"mdat"]  # moov first: playable while downloading
+    assert kinds == [b"ftyp", b"moov", b"free", b"mdat"]  # moov first: plays while downloading
     assert find(data, b"ftyp")[0][:4] == (b"qt  " if brand == "mov" else b"isom")
     has_ctts = bool(find(data, b"moov", b"trak", b"mdia", b"minf", b"stbl", b"ctts"))
     assert has_ctts == (spec.bframes > 0)
@@ -197,10 +202,9 @@ def test_samples_are_copied_in_a_few_large_extents(tmp_path):
     paths = segments(tmp_path, [synth.SegmentSpec(bframes=2)] * 3)
     tracks, _ = concatenated(paths)
     chunks = [mp4writer._chunk(t) for t in tracks]
-    order = mp4writer._interleave(tracks, chunks)
-    source, _, length = mp4writer.extents(tracks, chunks, order)
-    assert len(source) <= 3 * len(paths)  # one per file, plus a re-ordered audio tail each
-    assert int(length.sum()) == sum(int(t.size.sum()) for t in tracks)
+    runs = mp4writer._place(tracks, chunks, mp4writer._interleave(tracks, chunks))
+    assert len(runs.source) <= 3 * len(paths)  # one per file, plus a re-ordered audio tail each
+    assert int(runs.length.sum()) == sum(int(t.size.sum()) for t in tracks)
 
 
 @pytest.mark.parametrize("method", extentcopy.METHODS)
@@ -242,6 +246,7 @@ def test_progress_rises_to_one_and_cancel_stops_and_removes_the_file(tmp_path, m
     paths = segments(tmp_path, [synth.SegmentSpec()] * 2)
     tracks, sources = concatenated(paths)
     monkeypatch.setattr(mp4writer, "COPY_PIECE", 1000)
+    monkeypatch.setattr(mp4writer, "REPORT_SECONDS", 0)  # report between every piece
     seen = []
     write_mp4(tmp_path / "out.mp4", tracks, sources, progress=seen.append)
     assert len(seen) > 10 and seen == sorted(seen) and seen[-1] == 1.0
@@ -315,17 +320,19 @@ def test_offsets_past_4_gib_use_co64_and_a_64_bit_mdat(tmp_path):
         entry=np.zeros(3, np.uint8),
     )
     chunks = [mp4writer._chunk(track)]
-    order = mp4writer._interleave([track], chunks)
-    data_size = mp4writer._place(chunks, order)
+    runs = mp4writer._place([track], chunks, mp4writer._interleave([track], chunks))
+    data_size = int(runs.target[-1] + runs.length[-1])
     head = b"".join(mp4writer._header([track], chunks, "mp4", None, None, data_size))
+    assert len(head) % mp4writer.BLOCK == 0
     assert [k for k, _, _ in boxes(head)][:2] == [b"ftyp", b"moov"]
     stbl = find(head, b"moov", b"trak", b"mdia", b"minf", b"stbl")[0]
     assert not find(stbl, b"stco")
     co64 = find(stbl, b"co64")[0]
     offsets = np.frombuffer(co64, ">u8", offset=8)
-    assert offsets.tolist() == [len(head) + i * big for i in range(3)]
+    # each 2 GiB run starts block-aligned, as in its source (offset 0)
+    assert offsets.tolist() == [len(head) + start for start in (0, 2**31, 2**32)]
     assert head[-16:-8] == struct.pack(">I4s", 1, b"mdat")
-    assert struct.unpack(">Q", head[-8:])[0] == 3 * big + 16
+    assert struct.unpack(">Q", head[-8:])[0] == 2**32 + big + 16
     assert not find(stbl, b"stss")  # every sample is a sync sample
 
 
@@ -346,3 +353,57 @@ def test_colour_pixel_aspect_and_channel_layout_reach_the_demuxer(brand, tmp_pat
         assert audio.codec_context.layout.name == "mono"
     colr = find(out.read_bytes(), *[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])[0]
     assert (b"nclc" if brand == "mov" else b"nclx\x00\x01\x00\x01\x00\x01\x80") in colr
+
+
+def test_runs_keep_their_source_block_alignment_and_still_play(tmp_path, monkeypatch):
+    """Zero padding before block-aligned runs (for reflinks) is skipped by both decoders."""
+    monkeypatch.setattr(mp4writer, "ALIGN_MIN", 1)  # align every run, not only long ones
+    paths = segments(tmp_path, [synth.SegmentSpec(bframes=2)] * 2)
+    tracks, sources = concatenated(paths)
+    out = tmp_path / "out.mp4"
+    write_mp4(out, tracks, sources)
+    positions = {0: [], 1: []}
+    with av.open(str(out)) as container:
+        for packet in container.demux():
+            if packet.size:
+                positions[packet.stream.index].append(packet.pos)
+    for index, track in enumerate(tracks):
+        assert ((np.array(positions[index]) - track.offset) % mp4writer.BLOCK == 0).all()
+    check_plays(out, tmp_path, frames=100)
+
+
+def test_plays_when_read_front_to_back_like_a_download(tmp_path):
+    """GStreamer in push mode (pushfilesrc: no seeking back) gets every frame: the moov is
+    read before the samples, as a browser reading a download does."""
+    paths = segments(tmp_path, [synth.SegmentSpec(bframes=2)] * 2)
+    tracks, sources = concatenated(paths)
+    out = tmp_path / "out.mp4"
+    write_mp4(out, tracks, sources)
+    raw = tmp_path / "push.gray"
+    run_gst_launch(
+        "pushfilesrc",
+        f"location={out}",
+        "!",
+        "qtdemux",
+        "name=d",
+        "d.video_0",
+        "!",
+        "queue",
+        "!",
+        "decodebin",
+        "!",
+        "videoconvert",
+        "!",
+        f"video/x-raw,format=GRAY8,width={W},height={H}",
+        "!",
+        "filesink",
+        f"location={raw}",
+        "d.audio_0",
+        "!",
+        "queue",
+        "!",
+        "fakesink",
+    )
+    frames = np.fromfile(raw, np.uint8).reshape(-1, H, W)  # 320 wide: rows need no padding
+    walls = [synth.frame_wall_time(frame) for frame in frames]
+    assert len(walls) == 100 and walls[0] == T0 and frame_steps_ok(walls, STEP) == []

@@ -16,12 +16,13 @@ Interface (the executor builds Tracks from frame indexes and a plan)::
   exact form the sample entry needs (length-prefixed NAL units for h264/hevc, raw AAC frames).
 - PCM (`pcm_s16le`, `pcm_mulaw`, `pcm_alaw`; mov only) samples are packets of whole PCM
   frames; `timescale` must be the sample rate and each duration the packet's frame count.
-- `progress(fraction)` is called at least once per copied extent piece (<= 32 MiB) and never
-  goes backwards; `cancelled()` is polled as often and raises `WriteCancelled`.
+- `progress(fraction)` is called between copy pieces (<= 16 MiB, well under a second), at most
+  every REPORT_SECONDS, and at the end with 1.0; it never goes backwards. `cancelled()` is
+  polled as often; when it returns true the writer raises `WriteCancelled`.
 - Bad input raises `Mp4WriteError` before anything is written; on any error the partly
   written file is removed.
 
-Layout: `ftyp`, `moov`, `mdat` (the moov comes first so a browser can start playing while
+Layout: `ftyp`, `moov`, `free`, `mdat` (the moov comes first so a browser can start playing while
 downloading; its size is computed before the chunk offsets that depend on it). Chunks follow
 the sources: a chunk ends where the next sample of the track is not the next byte of the same
 source, where the stsd entry changes, or after CHUNK_SECONDS. Chunks of all tracks are ordered
@@ -68,12 +69,17 @@ QuickTime File Format for mov):
           - `stsz` SampleSizeBox (8.7.3.2).
           - `stco` ChunkOffsetBox, `co64` ChunkLargeOffsetBox past 4 GiB (8.7.5).
   - `udta` UserDataBox (8.10.1) with the title: mov `©nam` (QTFF), mp4 `meta`/`ilst`/`©nam`.
-- `mdat` MediaDataBox (8.1.1), 64-bit size when larger than 4 GiB.
+- `free` FreeSpaceBox (8.1.2): pads so that the mdat payload starts on a 4 KiB boundary.
+- `mdat` MediaDataBox (8.1.1), 64-bit size when larger than 4 GiB. Runs of samples of 256 KiB
+  or more start at the same offset modulo 4 KiB as in their source (up to 4 KiB of zeros
+  before them, outside every sample), so XFS/btrfs reflinks can share their blocks.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,7 +92,10 @@ from .extentcopy import ExtentCopier
 
 MOVIE_TIMESCALE = 1000
 CHUNK_SECONDS = 1.0
-COPY_PIECE = 32 << 20  # bytes per copy call: progress and cancel checks in between
+COPY_PIECE = 16 << 20  # bytes per copy call: progress and cancel checks in between
+BLOCK = 4096  # filesystem block: reflinks share whole blocks at equal offsets modulo this
+ALIGN_MIN = 256 << 10  # runs this long are block-aligned like their source
+REPORT_SECONDS = 0.2  # least time between two progress calls / cancel polls
 VIDEO_CODECS = {"h264", "hevc", "mjpeg"}
 AUDIO_CODECS = {"aac", *b.PCM_FOURCC}
 
@@ -133,6 +142,17 @@ class Track:
 
 
 @dataclass
+class Extents:
+    """Byte runs to copy, in output order: from (source, offset), `length` bytes, to `target`
+    in the mdat payload."""
+
+    source: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+    target: np.ndarray
+
+
+@dataclass
 class _Chunks:
     """A track's chunks: first sample, sample count, bytes, stsd entry, output offset."""
 
@@ -161,8 +181,8 @@ def write_mp4(
     if not tracks:
         raise Mp4WriteError("no tracks to write")
     chunks = [_chunk(track) for track in tracks]
-    order = _interleave(tracks, chunks)
-    data_size = _place(chunks, order)
+    runs = _place(tracks, chunks, _interleave(tracks, chunks))
+    data_size = int(runs.target[-1] + runs.length[-1])
     head = _header(tracks, chunks, brand, creation_time, title, data_size)
     head_size = sum(len(piece) for piece in head)
     try:
@@ -170,9 +190,7 @@ def write_mp4(
             out.writelines(head)
             del head
             out.flush()
-            _copy_samples(
-                out.fileno(), head_size, tracks, chunks, order, sources, progress, cancelled
-            )
+            _copy_samples(out.fileno(), head_size, runs, sources, progress, cancelled)
             out.truncate(head_size + data_size)
     except BaseException:
         Path(path).unlink(missing_ok=True)
@@ -276,24 +294,54 @@ def _interleave(tracks: list[Track], chunks: list[_Chunks]) -> np.ndarray:
     return np.column_stack((track_of[order], chunk_of[order]))
 
 
-def _place(chunks: list[_Chunks], order: np.ndarray) -> int:
-    """Give each chunk its offset in the mdat payload (relative); return the payload size."""
-    sizes = np.concatenate([c.nbytes for c in chunks])
-    flat = np.concatenate(([0], np.cumsum([len(c.first) for c in chunks])[:-1]))
-    ordered = sizes[flat[order[:, 0]] + order[:, 1]]
-    starts = np.concatenate(([0], np.cumsum(ordered)[:-1]))
+def _place(tracks: list[Track], chunks: list[_Chunks], order: np.ndarray) -> Extents:
+    """Lay the chunks out in the mdat payload in `order`; set their offsets (relative to the
+    payload) and return the byte runs to copy.
+
+    A run of ALIGN_MIN bytes or more starts at the same offset modulo BLOCK as in its source
+    (zero bytes before it, at most BLOCK - 1, that no chunk points at), so on a filesystem with
+    reflinks copy_file_range shares its blocks instead of copying them.
+    """
+    track_of, chunk_of = order[:, 0], order[:, 1]
+    source = np.empty(len(order), np.int64)
+    offset = np.empty(len(order), np.int64)
+    length = np.empty(len(order), np.int64)
+    for index, (t, c) in enumerate(zip(tracks, chunks, strict=True)):
+        mine = track_of == index
+        picked = chunk_of[mine]
+        source[mine] = t.source[c.first[picked]]
+        offset[mine] = t.offset[c.first[picked]]
+        length[mine] = c.nbytes[picked]
+    joined = (source[1:] == source[:-1]) & (offset[1:] == offset[:-1] + length[:-1])
+    starts = np.concatenate(([0], np.flatnonzero(~joined) + 1))
+    runs = Extents(
+        source[starts],
+        offset[starts],
+        np.add.reduceat(length, starts),
+        np.empty(len(starts), np.int64),
+    )
+    position = 0
+    for index, (run_offset, run_length) in enumerate(
+        zip(runs.offset.tolist(), runs.length.tolist(), strict=True)
+    ):
+        if run_length >= ALIGN_MIN:
+            position += (run_offset - position) % BLOCK
+        runs.target[index] = position
+        position += run_length
+    run_of_chunk = np.cumsum(np.concatenate(([True], ~joined))) - 1
+    target = runs.target[run_of_chunk] + offset - runs.offset[run_of_chunk]
     for index, c in enumerate(chunks):
-        mine = order[:, 0] == index
+        mine = track_of == index
         c.offset = np.empty(len(c.first), np.int64)
-        c.offset[order[mine, 1]] = starts[mine]
-    return int(ordered.sum())
+        c.offset[chunk_of[mine]] = target[mine]
+    return runs
 
 
 # -- moov -----------------------------------------------------------------------------------
 
 
 def _header(tracks, chunks, brand, creation_time, title, data_size) -> list[bytes]:
-    """ftyp + moov + mdat header as pieces, with chunk offsets into the mdat that follows."""
+    """ftyp, moov, free, mdat header as pieces; chunk offsets point into the mdat after them."""
     mov = brand == "mov"
     created = b.mac_time(creation_time)
     ftyp = b.ftyp(brand, {e.codec for t in tracks for e in t.entries})
@@ -307,25 +355,24 @@ def _header(tracks, chunks, brand, creation_time, title, data_size) -> list[byte
     moov.children += [trak for trak, _, _ in traks]
     if title:
         moov.children.append(b.udta_title(title, mov))
-    # The chunk offsets depend on the moov size, which depends on stco (32-bit) vs co64.
+    # The chunk offsets depend on the moov size, which depends on stco (32-bit) vs co64; a
+    # `free` box then starts the mdat payload on a block boundary (see _place).
     largest = max(int(c.offset.max()) for c in chunks)
     wide = False
-    base = (
-        len(ftyp)
-        + len(moov)
-        + mdat_header
-        + sum(b.chunk_offsets_size(len(c.first), wide) for c in chunks)
-    )
-    if base + largest > b.U32_MAX:
+    unpadded = len(ftyp) + len(moov) + mdat_header
+    unpadded += sum(b.chunk_offsets_size(len(c.first), wide) for c in chunks)
+    if unpadded + BLOCK + 8 + largest > b.U32_MAX:
         wide = True
-        base += sum(len(c.first) * 4 for c in chunks)
+        unpadded += sum(len(c.first) * 4 for c in chunks)
+    free = b.box(b"free", bytes((-(unpadded + 8)) % BLOCK))
+    base = unpadded + len(free)
     for (_, stbl, _), c in zip(traks, chunks, strict=True):
         stbl.children.append(b.chunk_offsets(c.offset + base, wide))
     if mdat_header == 16:
         mdat = b.struct.pack(">I4sQ", 1, b"mdat", data_size + 16)
     else:
         mdat = b.struct.pack(">I4s", data_size + 8, b"mdat")
-    pieces = [ftyp, *moov.pieces(), mdat]
+    pieces = [ftyp, *moov.pieces(), free, mdat]
     assert sum(len(p) for p in pieces) == base  # the offsets point where the mdat starts
     return pieces
 
@@ -443,42 +490,57 @@ def _bitrates(track: Track) -> tuple[int, int, int]:
 # -- mdat -----------------------------------------------------------------------------------
 
 
-def extents(tracks, chunks, order) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(source, offset, length) of the byte runs to copy, in output order, coalesced."""
-    track_index, chunk_index = order[:, 0], order[:, 1]
-    source = np.empty(len(order), np.int64)
-    offset = np.empty(len(order), np.int64)
-    length = np.empty(len(order), np.int64)
-    for index, (t, c) in enumerate(zip(tracks, chunks, strict=True)):
-        mine = track_index == index
-        picked = chunk_index[mine]
-        source[mine] = t.source[c.first[picked]]
-        offset[mine] = t.offset[c.first[picked]]
-        length[mine] = c.nbytes[picked]
-    joined = (source[1:] == source[:-1]) & (offset[1:] == offset[:-1] + length[:-1])
-    starts = np.concatenate(([0], np.flatnonzero(~joined) + 1))
-    return source[starts], offset[starts], np.add.reduceat(length, starts)
-
-
-def _copy_samples(out_fd, base, tracks, chunks, order, sources, progress, cancelled) -> None:
-    source, offset, length = extents(tracks, chunks, order)
-    total = int(length.sum()) or 1
+def _copy_samples(out_fd, base, runs: Extents, sources, progress, cancelled) -> None:
+    total = int(runs.length.sum()) or 1
     copier = ExtentCopier(out_fd)
     files = _OpenSources(sources)
+    report = _Reporter(progress, cancelled)
     done = 0
+    columns = (runs.source, runs.offset, runs.length, runs.target)
     try:
-        for src, start, size in zip(source.tolist(), offset.tolist(), length.tolist(), strict=True):
+        for src, start, size, target in zip(*(c.tolist() for c in columns), strict=True):
             fd = files.get(src)
+            target += base
             while size > 0:
-                if cancelled is not None and cancelled():
-                    raise WriteCancelled("cancelled while writing")
-                piece = min(size, COPY_PIECE)
-                copier.copy(fd, start, base + done, piece)
-                done, start, size = done + piece, start + piece, size - piece
-                if progress is not None:
-                    progress(done / total)
+                report.check(done / total)
+                piece = min(size, _piece(start))
+                copier.copy(fd, start, target, piece)
+                done, start, target, size = (
+                    done + piece,
+                    start + piece,
+                    target + piece,
+                    size - piece,
+                )
+        report.check(1.0, final=True)
     finally:
         files.close()
+
+
+def _piece(start: int) -> int:
+    """Bytes to copy from `start`: pieces end on source block boundaries, so an aligned run
+    stays aligned from one piece to the next (reflinks)."""
+    if COPY_PIECE <= BLOCK:
+        return COPY_PIECE
+    return COPY_PIECE - start % BLOCK
+
+
+class _Reporter:
+    """Calls progress and polls cancel between copy pieces, at most every REPORT_SECONDS (a day
+    of footage can be 10^5 small extents; the callbacks may touch a database)."""
+
+    def __init__(self, progress, cancelled):
+        self.progress, self.cancelled = progress, cancelled
+        self.last = -math.inf
+
+    def check(self, fraction: float, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < REPORT_SECONDS:
+            return
+        self.last = now
+        if self.cancelled is not None and not final and self.cancelled():
+            raise WriteCancelled("cancelled while writing")
+        if self.progress is not None:
+            self.progress(fraction)
 
 
 class _OpenSources:
