@@ -67,7 +67,8 @@ def test_mp4_copy_is_written_by_the_direct_writer_moov_first_with_an_edit_list(a
     out = tmp_path / "o.mp4"
     result = export(archive, T0 + timedelta(seconds=1), T0 + timedelta(seconds=8), "mp4", out)
     data = out.read_bytes()
-    assert top_level_boxes(data)[:3] == [b"ftyp", b"moov", b"mdat"]
+    # (a `free` box may pad the mdat to the sources' block alignment)
+    assert [k for k in top_level_boxes(data) if k != b"free"] == [b"ftyp", b"moov", b"mdat"]
     assert b"elst" in data and b"Lavf" not in data  # not FFmpeg's muxer
     assert result.technique == "stream_copy"
     assert len(decode_with_pyav(out).walls) == result.frames == 175
