@@ -233,7 +233,7 @@ class _Mp4Video:
             offsets[0], sizes[0], sources[0] = self.output.spool.add(data), len(data), -1
         self.samples.add(
             pts=step.pts, dts=step.dts, duration=index.duration[packets] * scale,
-            sync=np.isin(index.kind[packets], (Kind.IDR, Kind.OPEN)), size=sizes,
+            sync=(index.kind[packets] == Kind.IDR) | (index.kind[packets] == Kind.OPEN), size=sizes,
             source=sources, offset=offsets, entry=entry,
         )
 
