@@ -33,26 +33,59 @@ def stream(frames, tb=TB, codec="h264", size=(160, 120), durations=None, recover
         following = dict(zip(order[:-1].tolist(), steps, strict=True))
         durations = [following.get(int(p), steps[-1] if steps else 1) for p in pts]
     dts = order - (int((order - pts).max()) if len(pts) else 0)
-    info = StreamInfo("video", codec, tb, b"", "annexb", 0, size[0], size[1], "yuv420p",
-                      frame_rate=1 / (TB if tb == TB else tb))
+    info = StreamInfo(
+        "video",
+        codec,
+        tb,
+        b"",
+        "annexb",
+        0,
+        size[0],
+        size[1],
+        "yuv420p",
+        frame_rate=1 / (TB if tb == TB else tb),
+    )
     n = len(frames)
     rec = np.zeros(n, dtype=np.int16)
     for j, count in (recovery or {}).items():
         rec[j] = count
-    return StreamIndex(info, pts, dts, np.array(durations, dtype=np.int64),
-                       np.full(n, -1, dtype=np.int64), np.full(n, 100, dtype=np.int32),
-                       kinds, rec)
+    return StreamIndex(
+        info,
+        pts,
+        dts,
+        np.array(durations, dtype=np.int64),
+        np.full(n, -1, dtype=np.int64),
+        np.full(n, 100, dtype=np.int32),
+        kinds,
+        rec,
+    )
 
 
 def audio_stream(first_s, seconds, rate=16000, frame=1024):
     count = int(seconds * rate) // frame
     pts = np.arange(count, dtype=np.int64) * frame + round(first_s * rate)
-    info = StreamInfo("audio", "aac", Fraction(1, rate), b"\x14\x08", "", 0, sample_rate=rate,
-                      channels=1, frame_size=frame)
+    info = StreamInfo(
+        "audio",
+        "aac",
+        Fraction(1, rate),
+        b"\x14\x08",
+        "",
+        0,
+        sample_rate=rate,
+        channels=1,
+        frame_size=frame,
+    )
     n = len(pts)
-    return StreamIndex(info, pts, pts.copy(), np.full(n, frame, dtype=np.int64),
-                       np.full(n, -1, dtype=np.int64), np.full(n, 10, dtype=np.int32),
-                       np.full(n, Kind.IDR, dtype=np.uint8), np.zeros(n, dtype=np.int16))
+    return StreamIndex(
+        info,
+        pts,
+        pts.copy(),
+        np.full(n, frame, dtype=np.int64),
+        np.full(n, -1, dtype=np.int64),
+        np.full(n, 10, dtype=np.int32),
+        np.full(n, Kind.IDR, dtype=np.uint8),
+        np.zeros(n, dtype=np.int16),
+    )
 
 
 def segment(video, name="seg.mp4", at=None, audio=None, damaged=""):
@@ -208,8 +241,11 @@ def test_open_gop_keyframe_aligned_range_drops_the_leading_pictures_before_it():
 
 def test_hevc_cra_with_rasl_at_the_start_of_a_file_is_left_out_and_listed():
     # A file that starts with a CRA whose RASL pictures reference the previous file.
-    frames = [(O, 2), (L, 0), (L, 1)] + [(P, j) for j in range(3, 12)] + [(O, 14), (L, 12),
-                                                                          (L, 13), (P, 15)]
+    frames = (
+        [(O, 2), (L, 0), (L, 1)]
+        + [(P, j) for j in range(3, 12)]
+        + [(O, 14), (L, 12), (L, 13), (P, 15)]
+    )
     seg = segment(stream(frames, codec="hevc"), name="cra.mp4")
     plan = make_plan([seg], at(0), at(16), "mp4")
     assert plan.skipped == [
@@ -254,8 +290,9 @@ def test_intra_refresh_file_without_idr_drops_frames_before_the_first_recovery()
     frames = [(R if j % 10 == 0 else P, j) for j in range(30)]
     seg = segment(stream(frames, recovery={0: 5, 10: 5, 20: 5}), name="ir.ts")
     plan = make_plan([seg], at(0), at(30), "mkv")
-    assert plan.skipped == ["ir.ts: 5 frames whose references are missing are not decodable"
-                            " and were left out"]
+    assert plan.skipped == [
+        "ir.ts: 5 frames whose references are missing are not decodable and were left out"
+    ]
     assert plan.first_frame == at(5) and plan.frames == 25
 
 
@@ -318,14 +355,15 @@ def test_frame_rate_change_between_segments_keeps_each_segments_spacing():
     plan = make_plan([a, b], at(0), at(100), "avi")
     scale = int(TB / plan.unit)
     pts = written_pts(plan)
-    assert pts.tolist() == [j * scale for j in range(50)] + [(50 + 2 * j) * scale for j in range(25)]
+    assert pts.tolist() == [j * scale for j in range(50)] + [
+        (50 + 2 * j) * scale for j in range(25)
+    ]
     assert plan.gaps == [] and plan.technique == "stream_copy"
 
 
 def test_time_unit_is_exact_for_every_time_base():
     v1 = stream([(I, 0)] + [(P, 512 * j) for j in range(1, 25)], tb=Fraction(1, 12800))
-    v2 = stream([(I, 90000)] + [(P, 90000 + 3600 * j) for j in range(1, 25)],
-                tb=Fraction(1, 90000))
+    v2 = stream([(I, 90000)] + [(P, 90000 + 3600 * j) for j in range(1, 25)], tb=Fraction(1, 90000))
     a = segment(v1, name="a.mp4", audio=audio_stream(0, 1.0))
     b = segment(v2, name="b.ts", at=T0 + timedelta(seconds=1))
     plan = make_plan([a, b], T0, T0 + timedelta(seconds=2), "mkv")
@@ -336,8 +374,7 @@ def test_time_unit_is_exact_for_every_time_base():
 
 def test_audio_is_cut_to_the_kept_video_and_stays_contiguous_across_joins():
     a = segment(stream(closed_gops(3, 25)), name="a.mp4", audio=audio_stream(0, 3.0))
-    b = segment(stream(closed_gops(3, 25, first=75)), name="b.mp4",
-                audio=audio_stream(3.0, 3.0))
+    b = segment(stream(closed_gops(3, 25, first=75)), name="b.mp4", audio=audio_stream(3.0, 3.0))
     plan = make_plan([a, b], at(12.5), at(137.5), "mp4")
     frame = int(Fraction(1024, 16000) / plan.unit)
     runs = [s.audio for s in plan.segments]
@@ -363,9 +400,13 @@ def test_codec_or_resolution_change_transcodes_every_frame():
 
 @pytest.mark.parametrize(
     ("codec", "fmt", "bframes", "mode"),
-    [("h264", "asf", True, "transcode"), ("h264", "asf", False, "copy"),
-     ("hevc", "avi", False, "transcode"), ("hevc", "mkv", True, "copy"),
-     ("mpeg4", "mp4", False, "transcode")],
+    [
+        ("h264", "asf", True, "transcode"),
+        ("h264", "asf", False, "copy"),
+        ("hevc", "avi", False, "transcode"),
+        ("hevc", "mkv", True, "copy"),
+        ("mpeg4", "mp4", False, "transcode"),
+    ],
 )
 def test_copy_or_transcode_follows_the_compat_table(codec, fmt, bframes, mode):
     frames = bframe_gops(2, 10) if bframes else closed_gops(2, 10)
@@ -378,8 +419,10 @@ def test_damaged_and_videoless_segments_are_listed():
     empty = SegmentIndex(Path("b.mp4"), 0, 0.0, "mp4", None, audio_stream(2, 1))
     b = PlanSegment(Path("b.mp4"), at(50), empty)
     plan = make_plan([a, b], at(0), at(75), "mkv")
-    assert plan.skipped == ["a.ts: truncated, read up to the damage (invalid data at 12345)",
-                            "b.mp4: no video stream"]
+    assert plan.skipped == [
+        "a.ts: truncated, read up to the damage (invalid data at 12345)",
+        "b.mp4: no video stream",
+    ]
     assert [(g.start, g.end) for g in plan.gaps] == [(at(50), at(75))]
 
 
@@ -399,4 +442,6 @@ def test_overlapping_segments_audio_is_not_written_twice():
     assert np.all(np.diff(pts) == frame)  # b's audio of 2..3 s is not played again
     second = plan.segments[1].audio
     source_start = int(b.index.audio.pts[second.packets[0]]) * int(Fraction(1, 16000) / plan.unit)
-    assert abs(source_start + second.offset - int(pts[len(plan.segments[0].audio.pts)])) <= frame // 2
+    assert (
+        abs(source_start + second.offset - int(pts[len(plan.segments[0].audio.pts)])) <= frame // 2
+    )

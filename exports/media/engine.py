@@ -121,9 +121,7 @@ def export(
     if end <= start:
         raise ExportError("the end of the range must be after its start")
     out_path = Path(out_path)
-    chosen = sorted(
-        (s for s in segments if s.end > start and s.start < end), key=lambda s: s.start
-    )
+    chosen = sorted((s for s in segments if s.end > start and s.start < end), key=lambda s: s.start)
     if not chosen:
         raise NoRecordingError(f"nothing is recorded between {start} and {end}")
     ticker = Progress(progress, cancelled)

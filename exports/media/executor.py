@@ -32,7 +32,9 @@ TS_WRAP = 1 << 33
 class Progress:
     """Progress and cancel, at most five times a second."""
 
-    def __init__(self, report: Callable[[float], None] | None, cancelled: Callable[[], bool] | None):
+    def __init__(
+        self, report: Callable[[float], None] | None, cancelled: Callable[[], bool] | None
+    ):
         self.report, self.cancelled = report, cancelled
         self.last_report = 0.0
         self.fraction = 0.0
@@ -52,8 +54,14 @@ class Progress:
             self.report(self.fraction)
 
 
-def execute(plan: Plan, segments: list[PlanSegment], out_path: Path, progress: Progress,
-            title: str, creation: datetime) -> None:
+def execute(
+    plan: Plan,
+    segments: list[PlanSegment],
+    out_path: Path,
+    progress: Progress,
+    title: str,
+    creation: datetime,
+) -> None:
     """Write `plan` to `out_path` (the caller renames and removes on failure)."""
     output = _Output(plan, segments, out_path, title, creation)
     try:
@@ -71,8 +79,9 @@ def execute(plan: Plan, segments: list[PlanSegment], out_path: Path, progress: P
 class _Output:
     """The output container: its streams, the encoders feeding them, and what was written."""
 
-    def __init__(self, plan: Plan, segments: list[PlanSegment], path: Path, title: str,
-                 creation: datetime):
+    def __init__(
+        self, plan: Plan, segments: list[PlanSegment], path: Path, title: str, creation: datetime
+    ):
         self.plan = plan
         self.container = av.open(str(path), "w", format=compat.MUXER[plan.fmt])
         self.container.metadata["creation_time"] = creation.astimezone(UTC).strftime(
@@ -176,7 +185,9 @@ class _VideoOut:
             _set_colour(self.stream.codec_context, info)
             self.stream.codec_context.time_base = 1 / self.rate
             self.stream.codec_context.options = {
-                "preset": "veryfast", "crf": "20", "x264-params": "bframes=0:scenecut=0",
+                "preset": "veryfast",
+                "crf": "20",
+                "x264-params": "bframes=0:scenecut=0",
             }
             if plan.fmt == "avi":
                 self.stream.time_base = 1 / self.rate
@@ -250,8 +261,16 @@ class _VideoOut:
 
     def new_smart_encoder(self, width: int, height: int):
         self.encoder_sps_id = self.encoder_sps_id % 31 + 1
-        ctx = smart_encoder(self.plan.video_codec, self.info, width, height, self.rate,
-                            self.profile, self.level, self.encoder_sps_id)
+        ctx = smart_encoder(
+            self.plan.video_codec,
+            self.info,
+            width,
+            height,
+            self.rate,
+            self.profile,
+            self.level,
+            self.encoder_sps_id,
+        )
         return Encoder(self, ctx, own=True)
 
     def finish(self) -> None:
@@ -260,8 +279,9 @@ class _VideoOut:
         self.queue.drain_all()
 
 
-def smart_encoder(codec: str, info, width: int, height: int, rate: Fraction, profile,
-                  level: int, sps_id: int):
+def smart_encoder(
+    codec: str, info, width: int, height: int, rate: Fraction, profile, level: int, sps_id: int
+):
     """An encoder for a smart-cut run: no B-frames, parameter sets in band, the source's
     colour description.
 
@@ -272,7 +292,8 @@ def smart_encoder(codec: str, info, width: int, height: int, rate: Fraction, pro
         ctx = av.CodecContext.create("libx265", "w")
         ctx.pix_fmt = "yuv420p"
         ctx.options = {
-            "preset": "veryfast", "crf": "20",
+            "preset": "veryfast",
+            "crf": "20",
             "x265-params": "bframes=0:scenecut=0:keyint=1000:rc-lookahead=0:log-level=error"
             ":repeat-headers=1",
         }
@@ -287,7 +308,9 @@ def smart_encoder(codec: str, info, width: int, height: int, rate: Fraction, pro
         if level > 0:
             params += f":level={level / 10:.1f}"
         ctx.options = {
-            "preset": "veryfast", "crf": "18", "profile": nal.x264_profile(profile),
+            "preset": "veryfast",
+            "crf": "18",
+            "profile": nal.x264_profile(profile),
             "x264-params": params,
         }
     ctx.width, ctx.height = width, height
@@ -355,7 +378,9 @@ class Encoder:
     def flush(self) -> None:
         self._out(self.ctx.encode(None))
         if self.fifo:
-            raise ExportError(f"the encoder returned {len(self.fifo)} frames fewer than it was given")
+            raise ExportError(
+                f"the encoder returned {len(self.fifo)} frames fewer than it was given"
+            )
 
     def _out(self, packets) -> None:
         for packet in packets:
@@ -365,8 +390,9 @@ class Encoder:
                 # The file's transcoder: its packets come out in output order, write them.
                 self.video.write(data, pts, dts, packet.is_keyframe, duration)
                 continue
-            self.video.queue.put(step, (self.video.encoded(data), pts, dts, packet.is_keyframe,
-                                        duration))
+            self.video.queue.put(
+                step, (self.video.encoded(data), pts, dts, packet.is_keyframe, duration)
+            )
 
 
 class _AudioOut:
@@ -456,9 +482,7 @@ class SegmentRun:
                     self.copy_at[j] = (step, k)
         output.video.queue.expect(seg_plan.video)
         self.copies_left = {
-            id(s): 0 if by_range else len(s.packets)
-            for s in seg_plan.video
-            if isinstance(s, Copy)
+            id(s): 0 if by_range else len(s.packets) for s in seg_plan.video if isinstance(s, Copy)
         }
         for step in seg_plan.video:
             if isinstance(step, Copy) and (by_range or not len(step.packets)):
@@ -500,7 +524,9 @@ class SegmentRun:
         for span in self.spans:
             span.finish()
         if any(self.copies_left.values()):
-            raise ExportError(f"{self.seg.path.name} ended before all its planned packets were read")
+            raise ExportError(
+                f"{self.seg.path.name} ended before all its planned packets were read"
+            )
 
     def _read(self, source, streams, in_v) -> None:
         numbers = {s.index: 0 for s in streams}
@@ -567,8 +593,9 @@ class SegmentRun:
         elif position == 0 and id(step) in video.prefixed:
             data = self.parameter_sets + data
         duration = int(index.duration[number]) * int(index.info.time_base / self.plan.unit)
-        video.queue.put(step, (data, int(step.pts[position]), int(step.dts[position]), keyframe,
-                               duration))
+        video.queue.put(
+            step, (data, int(step.pts[position]), int(step.dts[position]), keyframe, duration)
+        )
         self.copies_left[id(step)] -= 1
         if not self.copies_left[id(step)]:
             video.queue.complete(step)
@@ -585,7 +612,9 @@ class SegmentRun:
         packet.pts = packet.dts = int(index.pts[number])
         unit = self.plan.unit
         audio.transcoder.add(
-            packet.stream, packet, offset_s=float(run.offset * unit),
+            packet.stream,
+            packet,
+            offset_s=float(run.offset * unit),
             window=(float(run.window[0] * unit), float(run.window[1] * unit)),
         )
 

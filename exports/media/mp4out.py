@@ -45,8 +45,14 @@ def usable(plan: Plan, segments: list[PlanSegment]) -> bool:
     return True
 
 
-def execute_mp4(plan: Plan, segments: list[PlanSegment], out_path: Path, progress: Progress,
-                title: str, creation) -> None:
+def execute_mp4(
+    plan: Plan,
+    segments: list[PlanSegment],
+    out_path: Path,
+    progress: Progress,
+    title: str,
+    creation,
+) -> None:
     """Write `plan` to `out_path` with the direct writer."""
     spool_path = out_path.with_name(out_path.name + ".spool")
     output = _Mp4Output(plan, segments, spool_path)
@@ -59,9 +65,14 @@ def execute_mp4(plan: Plan, segments: list[PlanSegment], out_path: Path, progres
         tracks = output.tracks()
         try:
             write_mp4(
-                out_path, tracks, [*output.sources, spool_path], brand=plan.fmt,
-                creation_time=creation, title=title,
-                progress=lambda f: progress.tick(0.5 + f / 2), cancelled=progress.cancelled,
+                out_path,
+                tracks,
+                [*output.sources, spool_path],
+                brand=plan.fmt,
+                creation_time=creation,
+                title=title,
+                progress=lambda f: progress.tick(0.5 + f / 2),
+                cancelled=progress.cancelled,
             )
         except WriteCancelled as error:
             raise ExportCancelled("the export was cancelled") from error
@@ -201,11 +212,16 @@ class _Mp4Video:
         return chosen
 
     def _entry(self, info, extradata: bytes | None = None) -> int:
-        return self.entries.index_of(SampleEntry(
-            codec=info.codec, extradata=info.extradata if extradata is None else extradata,
-            width=info.width, height=info.height, color=_colour(info),
-            hevc_in_band=self.in_band,
-        ))
+        return self.entries.index_of(
+            SampleEntry(
+                codec=info.codec,
+                extradata=info.extradata if extradata is None else extradata,
+                width=info.width,
+                height=info.height,
+                color=_colour(info),
+                hevc_in_band=self.in_band,
+            )
+        )
 
     # -- the queue's writer --
 
@@ -232,9 +248,14 @@ class _Mp4Video:
                 data = prefix + file.read(int(sizes[0]))
             offsets[0], sizes[0], sources[0] = self.output.spool.add(data), len(data), -1
         self.samples.add(
-            pts=step.pts, dts=step.dts, duration=index.duration[packets] * scale,
-            sync=(index.kind[packets] == Kind.IDR) | (index.kind[packets] == Kind.OPEN), size=sizes,
-            source=sources, offset=offsets, entry=entry,
+            pts=step.pts,
+            dts=step.dts,
+            duration=index.duration[packets] * scale,
+            sync=(index.kind[packets] == Kind.IDR) | (index.kind[packets] == Kind.OPEN),
+            size=sizes,
+            source=sources,
+            offset=offsets,
+            entry=entry,
         )
 
     def _spooled(self, data: bytes, pts: int, dts: int, keyframe: bool, duration: int) -> None:
@@ -243,16 +264,32 @@ class _Mp4Video:
         # from the copied frames' (a visible contrast jump at the splice).
         entry = self._entry(self.info)
         offset = self.output.spool.add(data)
-        self.samples.add(pts=pts, dts=dts, duration=duration, sync=keyframe, size=len(data),
-                         source=-1, offset=offset, entry=entry)
+        self.samples.add(
+            pts=pts,
+            dts=dts,
+            duration=duration,
+            sync=keyframe,
+            size=len(data),
+            source=-1,
+            offset=offset,
+            entry=entry,
+        )
 
     def encoded(self, data: bytes) -> bytes:
         return nal.annexb_to_avcc(data, self.length_size) if self.nal_codec else data
 
     def new_smart_encoder(self, width: int, height: int):
         self.encoder_sps_id = self.encoder_sps_id % 31 + 1
-        ctx = smart_encoder(self.plan.video_codec, self.info, width, height, self.rate,
-                            self.profile, self.level, self.encoder_sps_id)
+        ctx = smart_encoder(
+            self.plan.video_codec,
+            self.info,
+            width,
+            height,
+            self.rate,
+            self.profile,
+            self.level,
+            self.encoder_sps_id,
+        )
         return Encoder(self, ctx, own=True)
 
     def finish(self) -> None:
@@ -264,11 +301,17 @@ class _Mp4Video:
         source = samples.joined("source", np.int32)
         source[source < 0] = spool
         return Track(
-            media="video", timescale=int(1 / self.plan.unit), entries=self.entries.entries,
-            dts=dts, cts=(samples.joined("pts", np.int64) - dts).astype(np.int32),
-            duration=samples.joined("duration", np.int32), sync=samples.joined("sync", bool),
-            size=samples.joined("size", np.int32), source=source,
-            offset=samples.joined("offset", np.int64), entry=samples.joined("entry", np.uint8),
+            media="video",
+            timescale=int(1 / self.plan.unit),
+            entries=self.entries.entries,
+            dts=dts,
+            cts=(samples.joined("pts", np.int64) - dts).astype(np.int32),
+            duration=samples.joined("duration", np.int32),
+            sync=samples.joined("sync", bool),
+            size=samples.joined("size", np.int32),
+            source=source,
+            offset=samples.joined("offset", np.int64),
+            entry=samples.joined("entry", np.uint8),
             presentation_start=0,
         )
 
@@ -289,24 +332,42 @@ class _Mp4Audio:
         info = index.info
         self.rate = self.rate or info.sample_rate
         to_rate = self.plan.unit * self.rate  # plan ticks -> samples (exact: see plan._unit)
-        entry = self.entries.index_of(SampleEntry(
-            codec="aac", extradata=info.extradata, sample_rate=info.sample_rate,
-            channels=info.channels,
-        ))
+        entry = self.entries.index_of(
+            SampleEntry(
+                codec="aac",
+                extradata=info.extradata,
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+            )
+        )
         packets = run.packets
         pts = (run.pts * to_rate.numerator) // to_rate.denominator
         duration = (run.duration * to_rate.numerator) // to_rate.denominator
-        self.samples.add(pts=pts, dts=pts, duration=duration, sync=True,
-                         size=index.size[packets], source=self.output.source(seg.path),
-                         offset=index.pos[packets], entry=entry)
+        self.samples.add(
+            pts=pts,
+            dts=pts,
+            duration=duration,
+            sync=True,
+            size=index.size[packets],
+            source=self.output.source(seg.path),
+            offset=index.pos[packets],
+            entry=entry,
+        )
 
     def track(self, spool: int) -> Track:
         samples = self.samples
         dts = samples.joined("dts", np.int64)
         return Track(
-            media="audio", timescale=self.rate, entries=self.entries.entries, dts=dts,
-            cts=np.zeros(len(dts), np.int32), duration=samples.joined("duration", np.int32),
-            sync=samples.joined("sync", bool), size=samples.joined("size", np.int32),
-            source=samples.joined("source", np.int32), offset=samples.joined("offset", np.int64),
-            entry=samples.joined("entry", np.uint8), presentation_start=max(0, int(dts[0])),
+            media="audio",
+            timescale=self.rate,
+            entries=self.entries.entries,
+            dts=dts,
+            cts=np.zeros(len(dts), np.int32),
+            duration=samples.joined("duration", np.int32),
+            sync=samples.joined("sync", bool),
+            size=samples.joined("size", np.int32),
+            source=samples.joined("source", np.int32),
+            offset=samples.joined("offset", np.int64),
+            entry=samples.joined("entry", np.uint8),
+            presentation_start=max(0, int(dts[0])),
         )

@@ -205,7 +205,11 @@ def _audio_mode(segments: list[PlanSegment], fmt: str) -> tuple[str | None, str 
         return None, None, []
     codec = sorted(audios)[0][0]
     if len(audios) > 1:
-        return "transcode", codec, [f"audio: {codec} -> aac (audio format changes between segments)"]
+        return (
+            "transcode",
+            codec,
+            [f"audio: {codec} -> aac (audio format changes between segments)"],
+        )
     if compat.can_copy(codec, fmt):
         return "copy", codec, []
     return "transcode", codec, [f"audio: {codec} -> aac ({compat.copy_refusal(codec, fmt)})"]
@@ -362,8 +366,13 @@ def _reencode(video: StreamIndex, frames: np.ndarray, starts: np.ndarray, reason
     return ("reencode", decode_from, int(frames.max()) + 1, frames, reason)
 
 
-def _smart_cut(video: StreamIndex, decode: _Decodability, kept: np.ndarray, starts: np.ndarray,
-               first_in_file: bool):
+def _smart_cut(
+    video: StreamIndex,
+    decode: _Decodability,
+    kept: np.ndarray,
+    starts: np.ndarray,
+    first_in_file: bool,
+):
     """Head re-encode, one copy run, tail re-encode: the least re-encoding that is exact."""
     pts = video.pts
     kept_at = np.flatnonzero(kept)
@@ -412,7 +421,9 @@ def _smart_cut(video: StreamIndex, decode: _Decodability, kept: np.ndarray, star
     steps.append(("copy", run[~dropped_mask], run[dropped_mask]))
     tail = kept_at[(kept_at >= stop) & (pts[kept_at] >= c_pts)]
     if len(tail):
-        steps.append(_reencode(video, tail, starts, "the range ends inside a GOP with reordered frames"))
+        steps.append(
+            _reencode(video, tail, starts, "the range ends inside a GOP with reordered frames")
+        )
     placed = len(head) + int((~dropped_mask).sum()) + len(tail)
     if placed != len(kept_at):
         # Frames decoded before the access point yet presented after it: no exact copy.
@@ -425,8 +436,9 @@ def _pad(mask: np.ndarray, before: int) -> np.ndarray:
     return np.concatenate([np.zeros(before, dtype=bool), mask])
 
 
-def _copy_start(video: StreamIndex, kept: np.ndarray, first_pts: int,
-                kinds=COPY_START) -> int | None:
+def _copy_start(
+    video: StreamIndex, kept: np.ndarray, first_pts: int, kinds=COPY_START
+) -> int | None:
     """The first clean access point that is kept and not presented before the range."""
     ok = _is(video.kind, kinds) & kept & (video.pts >= first_pts)
     found = np.flatnonzero(ok)
@@ -480,7 +492,9 @@ def make_plan(segments: list[PlanSegment], start: datetime, end: datetime, fmt: 
             skipped.append(f"{seg.path.name}: no video stream")
             continue
         if seg.index.damaged:
-            skipped.append(f"{seg.path.name}: truncated, read up to the damage ({seg.index.damaged})")
+            skipped.append(
+                f"{seg.path.name}: truncated, read up to the damage ({seg.index.damaged})"
+            )
         usable.append(seg)
     if not usable:
         raise NoRecordingError("no readable recording in the requested range")
@@ -489,9 +503,15 @@ def make_plan(segments: list[PlanSegment], start: datetime, end: datetime, fmt: 
     audio_mode, audio_codec, audio_why = _audio_mode(usable, fmt)
     unit = _unit(usable)
     plan = Plan(
-        fmt=fmt, unit=unit, video_codec=video_codec, video_mode=video_mode,
-        audio_codec=audio_codec, audio_mode=audio_mode,
-        frame_rate=_frame_rate(usable[0].index.video), segments=[], skipped=skipped,
+        fmt=fmt,
+        unit=unit,
+        video_codec=video_codec,
+        video_mode=video_mode,
+        audio_codec=audio_codec,
+        audio_mode=audio_mode,
+        frame_rate=_frame_rate(usable[0].index.video),
+        segments=[],
+        skipped=skipped,
         transcoded=transcoded + audio_why,
     )
     timeline = _Timeline(start, end)
@@ -521,8 +541,15 @@ def make_plan(segments: list[PlanSegment], start: datetime, end: datetime, fmt: 
     return plan
 
 
-def _place(plan: Plan, number: int, seg: PlanSegment, planned: _SegmentVideo,
-           timeline: _Timeline, audio_next: list[int], last_segment: bool) -> SegmentPlan:
+def _place(
+    plan: Plan,
+    number: int,
+    seg: PlanSegment,
+    planned: _SegmentVideo,
+    timeline: _Timeline,
+    audio_next: list[int],
+    last_segment: bool,
+) -> SegmentPlan:
     """Give a segment's frames their output pts (back to back after the previous segment)."""
     video = seg.index.video
     tb = video.info.time_base
@@ -562,13 +589,27 @@ def _place(plan: Plan, number: int, seg: PlanSegment, planned: _SegmentVideo,
         final = last_segment or wall(end_src) + frame / 2 >= timeline.end
         audio = _plan_audio(plan, number, seg.index.audio, window, offset, audio_next, final)
     return SegmentPlan(
-        number, seg.path, steps, audio, len(kept), wall(first), wall(int(pts[last])),
-        out_start, out_end,
+        number,
+        seg.path,
+        steps,
+        audio,
+        len(kept),
+        wall(first),
+        wall(int(pts[last])),
+        out_start,
+        out_end,
     )
 
 
-def _plan_audio(plan: Plan, number: int, audio: StreamIndex, window: tuple[int, int],
-                offset: int, audio_next: list[int], last: bool) -> AudioRun:
+def _plan_audio(
+    plan: Plan,
+    number: int,
+    audio: StreamIndex,
+    window: tuple[int, int],
+    offset: int,
+    audio_next: list[int],
+    last: bool,
+) -> AudioRun:
     """Keep the audio packets whose middle lies in the kept video; copies stay contiguous.
 
     Contiguity: a packet within half a frame of where the previous one ended is moved there
