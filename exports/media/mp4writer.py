@@ -253,15 +253,13 @@ def _is_pcm(track: Track) -> bool:
 
 def _chunk(track: Track) -> _Chunks:
     """Split a track into chunks that are contiguous in their source (see module docstring)."""
-    ends = track.offset + track.size
-    span = max(1, round(track.timescale * CHUNK_SECONDS))
-    bucket = (track.dts - track.dts[0]) // span
-    breaks = (
-        (track.source[1:] != track.source[:-1])
-        | (track.offset[1:] != ends[:-1])
-        | (track.entry[1:] != track.entry[:-1])
-        | (bucket[1:] != bucket[:-1])
-    )
+    # One temporary array at a time: a day of audio is millions of samples.
+    breaks = track.source[1:] != track.source[:-1]
+    breaks |= track.offset[1:] != track.offset[:-1] + track.size[:-1]
+    breaks |= track.entry[1:] != track.entry[:-1]
+    bucket = (track.dts - track.dts[0]) // max(1, round(track.timescale * CHUNK_SECONDS))
+    breaks |= bucket[1:] != bucket[:-1]
+    del bucket
     if track.media == "audio":
         # Demuxers time the samples of a PCM chunk from its first one: a gap starts a chunk.
         breaks |= track.dts[1:] != track.dts[:-1] + track.duration[:-1]
@@ -409,7 +407,10 @@ def _edits(track: Track) -> tuple[list[tuple[int, int]], int]:
         return round(int(value) * MOVIE_TIMESCALE / track.timescale)
 
     start = int(track.presentation_start)
-    end = int((track.dts + track.cts + track.duration).max())
+    ends = track.dts + track.cts
+    ends += track.duration
+    end = int(ends.max())
+    del ends
     edits = [(movie(start), -1)] if start > 0 else []
     edits.append((movie(end - start), start - int(track.dts[0])))
     return edits, sum(d for d, _ in edits)
@@ -483,8 +484,13 @@ def _sample_entry(entry: SampleEntry, track: Track, track_id: int, mov: bool) ->
 
 def _bitrates(track: Track) -> tuple[int, int, int]:
     """esds buffer size (largest sample), peak bitrate over whole seconds, average bitrate."""
-    seconds = (track.dts - track.dts[0]) // track.timescale
-    per_second = np.bincount(seconds, weights=track.size)
+    whole_seconds = int((track.dts[-1] - track.dts[0]) // track.timescale) + 1
+    edges = np.unique(
+        np.searchsorted(
+            track.dts, track.dts[0] + np.arange(whole_seconds, dtype=np.int64) * track.timescale
+        )
+    )
+    per_second = np.add.reduceat(track.size, edges, dtype=np.int64)
     span = (track.dts[-1] + track.duration[-1] - track.dts[0]) / track.timescale
     average = int(track.size.sum(dtype=np.int64) * 8 / max(span, 1e-9))
     peak = max(int(per_second.max() * 8), average)
