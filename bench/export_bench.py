@@ -96,9 +96,10 @@ def writer_child(args) -> None:
 
     listing = Path(args.segments).read_text()
     paths = [Path(p) for p, _, _ in json.loads(listing)]
-    # The tracks of a listing are built once (build_index of every segment, ~30 s an hour
-    # here) and reused by the next rounds, which then time only the writing.
-    saved = CACHE / f"tracks-{hashlib.sha1(listing.encode()).hexdigest()[:12]}.pickle"
+    # The tracks of a listing are built once (build_index of every segment, 25-90 s an hour
+    # here) and reused by the next rounds (same files, sizes, mtimes), which time the writing.
+    stamp = listing + "".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+    saved = CACHE / f"tracks-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}.pickle"
     began = time.perf_counter()
     if saved.exists():
         tracks, sources, index_seconds = pickle.loads(saved.read_bytes())
