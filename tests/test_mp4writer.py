@@ -407,3 +407,23 @@ def test_plays_when_read_front_to_back_like_a_download(tmp_path):
     frames = np.fromfile(raw, np.uint8).reshape(-1, H, W)  # 320 wide: rows need no padding
     walls = [synth.frame_wall_time(frame) for frame in frames]
     assert len(walls) == 100 and walls[0] == T0 and frame_steps_ok(walls, STEP) == []
+
+
+def test_pcm_gap_keeps_the_later_audio_in_place(tmp_path):
+    paths = segments(tmp_path, [synth.SegmentSpec(acodec="pcm_s16le")], suffix=".mov")
+    tracks, sources = concatenated(paths)
+    whole = tmp_path / "whole.mov"
+    write_mp4(whole, tracks, sources, brand="mov")
+    audio = tracks[1]
+    keep = np.ones(len(audio.dts), bool)
+    keep[10:13] = False  # three packets missing: a gap in the audio
+    names = ("dts", "cts", "duration", "sync", "size", "source", "offset", "entry")
+    gapped = replace(audio, **{name: getattr(audio, name)[keep] for name in names})
+    out = tmp_path / "gap.mov"
+    write_mp4(out, [tracks[0], gapped], sources, brand="mov")
+    before, after = decode_with_pyav(whole).audio, decode_with_pyav(out).audio
+    start, end = (int(audio.dts[i] - audio.dts[0]) for i in (10, 13))
+    assert len(after) == len(before)
+    assert not after[start:end].any()
+    assert np.array_equal(after[:start], before[:start])
+    assert np.array_equal(after[end:], before[end:])

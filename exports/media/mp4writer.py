@@ -22,13 +22,14 @@ Interface (the executor builds Tracks from frame indexes and a plan)::
 - Bad input raises `Mp4WriteError` before anything is written; on any error the partly
   written file is removed.
 
-Layout: `ftyp`, `moov`, `free`, `mdat` (the moov comes first so a browser can start playing while
-downloading; its size is computed before the chunk offsets that depend on it). Chunks follow
-the sources: a chunk ends where the next sample of the track is not the next byte of the same
-source, where the stsd entry changes, or after CHUNK_SECONDS. Chunks of all tracks are ordered
-by decode time (ties by source position), so audio and video interleave and chunks that were
-adjacent in a source stay adjacent in the output: the mdat is then copied as a few large
-extents (typically one per source file) with `os.copy_file_range` (see extentcopy.py).
+Layout: `ftyp`, `moov`, `free`, `mdat` (the moov comes first so a browser can start playing
+while downloading; its size is computed before the chunk offsets that depend on it). Chunks
+follow the sources: a chunk ends where the next sample of the track is not the next byte of
+the same source, where the stsd entry changes, where audio has a gap, or after CHUNK_SECONDS.
+Chunks of all tracks are ordered by decode time, each source's chunks keeping their file order
+(see _interleave), so audio and video interleave and chunks that were adjacent in a source
+stay adjacent in the output: the mdat is then copied as a few large extents (typically one
+per source file) with `os.copy_file_range` (see extentcopy.py).
 
 Boxes written (ISO/IEC 14496-12:2015 sections; 14496-14/-15 for MPEG-4 codecs; QTFF = Apple's
 QuickTime File Format for mov):
@@ -252,15 +253,16 @@ def _is_pcm(track: Track) -> bool:
 
 def _chunk(track: Track) -> _Chunks:
     """Split a track into chunks that are contiguous in their source (see module docstring)."""
-    ends = track.offset + track.size
-    span = max(1, round(track.timescale * CHUNK_SECONDS))
-    bucket = (track.dts - track.dts[0]) // span
-    breaks = (
-        (track.source[1:] != track.source[:-1])
-        | (track.offset[1:] != ends[:-1])
-        | (track.entry[1:] != track.entry[:-1])
-        | (bucket[1:] != bucket[:-1])
-    )
+    # One temporary array at a time: a day of audio is millions of samples.
+    breaks = track.source[1:] != track.source[:-1]
+    breaks |= track.offset[1:] != track.offset[:-1] + track.size[:-1]
+    breaks |= track.entry[1:] != track.entry[:-1]
+    bucket = (track.dts - track.dts[0]) // max(1, round(track.timescale * CHUNK_SECONDS))
+    breaks |= bucket[1:] != bucket[:-1]
+    del bucket
+    if track.media == "audio":
+        # Demuxers time the samples of a PCM chunk from its first one: a gap starts a chunk.
+        breaks |= track.dts[1:] != track.dts[:-1] + track.duration[:-1]
     first = np.concatenate(([0], np.flatnonzero(breaks) + 1)).astype(np.int64)
     count = np.diff(np.concatenate((first, [len(track.dts)])))
     nbytes = np.add.reduceat(track.size.astype(np.int64), first)
@@ -405,7 +407,10 @@ def _edits(track: Track) -> tuple[list[tuple[int, int]], int]:
         return round(int(value) * MOVIE_TIMESCALE / track.timescale)
 
     start = int(track.presentation_start)
-    end = int((track.dts + track.cts + track.duration).max())
+    ends = track.dts + track.cts
+    ends += track.duration
+    end = int(ends.max())
+    del ends
     edits = [(movie(start), -1)] if start > 0 else []
     edits.append((movie(end - start), start - int(track.dts[0])))
     return edits, sum(d for d, _ in edits)
@@ -479,8 +484,13 @@ def _sample_entry(entry: SampleEntry, track: Track, track_id: int, mov: bool) ->
 
 def _bitrates(track: Track) -> tuple[int, int, int]:
     """esds buffer size (largest sample), peak bitrate over whole seconds, average bitrate."""
-    seconds = (track.dts - track.dts[0]) // track.timescale
-    per_second = np.bincount(seconds, weights=track.size)
+    whole_seconds = int((track.dts[-1] - track.dts[0]) // track.timescale) + 1
+    edges = np.unique(
+        np.searchsorted(
+            track.dts, track.dts[0] + np.arange(whole_seconds, dtype=np.int64) * track.timescale
+        )
+    )
+    per_second = np.add.reduceat(track.size, edges, dtype=np.int64)
     span = (track.dts[-1] + track.duration[-1] - track.dts[0]) / track.timescale
     average = int(track.size.sum(dtype=np.int64) * 8 / max(span, 1e-9))
     peak = max(int(per_second.max() * 8), average)
@@ -517,11 +527,12 @@ def _copy_samples(out_fd, base, runs: Extents, sources, progress, cancelled) -> 
 
 
 def _piece(start: int) -> int:
-    """Bytes to copy from `start`: pieces end on source block boundaries, so an aligned run
-    stays aligned from one piece to the next (reflinks)."""
+    """Bytes to copy from `start`: up to the next source block boundary first, then whole
+    pieces, so the middle of an aligned run is copied block-aligned at both ends, which
+    copy_file_range turns into shared blocks on XFS/btrfs (an unaligned call is copied)."""
     if COPY_PIECE <= BLOCK:
         return COPY_PIECE
-    return COPY_PIECE - start % BLOCK
+    return -start % BLOCK or COPY_PIECE
 
 
 class _Reporter:
