@@ -1,6 +1,15 @@
 """Export benchmark: stream copy and exact cut of a long 1080p archive vs FFmpeg and cat.
 
-Run by hand:  .venv/bin/python bench/export_bench.py [--minutes 60]
+Run by hand:  .venv/bin/python bench/export_bench.py [--minutes 60] [--mode engine|writer]
+              [--cache DIR]
+
+--mode engine (default) measures engine.export(): the full path (index, plan, executor) as
+the engine wires it. --mode writer measures mp4writer.write_mp4 alone: tracks are built from
+frameindex.build_index of every segment (timed apart), then the stream copy is written and
+compared with `cat` of the segments and FFmpeg's concat demuxer with `-c copy`, plus peak RSS
+for 1 minute, the whole archive and a synthetic day of sample tables. --cache puts the
+archive and outputs elsewhere (e.g. an XFS mount with reflinks, where copy_file_range shares
+extents); an archive already in bench/.cache is copied there rather than encoded again.
 
 The archive (cached in bench/.cache/) is 1080p25 H.264 + AAC at about 4 Mbit/s in 10 s
 segments. Encoding 90,000 distinct 1080p frames takes too long on a small machine, so a few
@@ -13,7 +22,10 @@ repeats every few segments. Each export runs in a child process so its peak RSS 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import pickle
 import resource
 import shutil
 import subprocess
@@ -77,6 +89,94 @@ def remux_with_creation_time(source: Path, target: Path, start: datetime) -> Non
     tmp.rename(target)
 
 
+def writer_child(args) -> None:
+    """Build tracks from the segments' frame indexes, write them with write_mp4; print JSON."""
+    from exports.media import mp4writer
+    from tests.mp4_sources import concatenated
+
+    listing = Path(args.segments).read_text()
+    paths = [Path(p) for p, _, _ in json.loads(listing)]
+    # The tracks of a listing are built once (build_index of every segment, 25-90 s an hour
+    # here) and reused by the next rounds (same files, sizes, mtimes), which time the writing.
+    stamp = listing + "".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+    saved = CACHE / f"tracks-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}.pickle"
+    began = time.perf_counter()
+    if saved.exists():
+        tracks, sources, index_seconds = pickle.loads(saved.read_bytes())
+    else:
+        tracks, sources = concatenated(paths)
+        index_seconds = time.perf_counter() - began
+        saved.write_bytes(pickle.dumps((tracks, sources, index_seconds)))
+    Path(args.out).unlink(missing_ok=True)  # measure the space of this output alone
+    os.sync()
+    free_before = disk_free(Path(args.out).parent)
+    indexed = time.perf_counter()
+    rss_indexed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    size = mp4writer.write_mp4(Path(args.out), tracks, sources, brand=args.fmt)
+    written = time.perf_counter()
+    os.sync()
+    space = free_before - disk_free(Path(args.out).parent)
+    chunks = [mp4writer._chunk(t) for t in tracks]
+    extents = mp4writer._place(tracks, chunks, mp4writer._interleave(tracks, chunks)).source
+    print(json.dumps({
+        "seconds": written - indexed, "index_seconds": index_seconds,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_indexed_mb": rss_indexed, "bytes": size, "frames": len(tracks[0].dts),
+        "samples": sum(len(t.dts) for t in tracks), "extents": len(extents),
+        "method": copy_method(paths[0], Path(args.out).parent), "space": space,
+    }))
+
+
+def disk_free(folder: Path) -> int:
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
+
+
+def day_child(args) -> None:
+    """Peak RSS of write_mp4 for a day of 1080p25 + 48 kHz AAC sample tables (1-byte samples
+    read from one small file, so the tables are real and the mdat small)."""
+    from exports.media.mp4writer import SampleEntry, Track, write_mp4
+
+    source = Path(args.out).with_suffix(".src")
+    seconds = 24 * 3600
+    counts = {"video": seconds * 25, "audio": seconds * 48000 // 1024}
+    source.write_bytes(bytes(max(counts.values())))
+    video_entry = SampleEntry("h264", bytes.fromhex("01640028ffe1000467640028010004"), 1920, 1080)
+    tracks = []
+    for media, n in counts.items():
+        step = 512 if media == "video" else 1024
+        tracks.append(Track(
+            media, 12800 if media == "video" else 48000,
+            [video_entry if media == "video" else SampleEntry("aac", b"\x11\x90", 0, 0,
+                                                              sample_rate=48000, channels=1)],
+            dts=np.arange(n, dtype=np.int64) * step, cts=np.zeros(n, np.int32),
+            duration=np.full(n, step, np.int32), sync=np.arange(n) % 50 == 0,
+            size=np.ones(n, np.int32), source=np.zeros(n, np.int32),
+            offset=np.arange(n, dtype=np.int64), entry=np.zeros(n, np.uint8)))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    began = time.perf_counter()
+    size = write_mp4(Path(args.out), tracks, [source])
+    elapsed = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    source.unlink()
+    Path(args.out).unlink()
+    print(json.dumps({"seconds": elapsed, "rss_tracks_mb": before, "rss_mb": after,
+                      "samples": sum(counts.values()), "bytes": size}))
+
+
+def copy_method(source: Path, folder: Path) -> str:
+    """Whether copy_file_range works from the archive to `folder` (else the writer falls back)."""
+    probe = folder / ".probe"
+    with open(source, "rb") as src, open(probe, "wb") as out:
+        try:
+            os.copy_file_range(src.fileno(), out.fileno(), 4096, 0, 0)
+            method = "copy_file_range"
+        except OSError as error:
+            method = f"fallback ({error.strerror})"
+    probe.unlink()
+    return method
+
+
 def child(args) -> None:
     """Run one export in this process and print its figures as JSON."""
     segments = [SourceSegment(Path(p), datetime.fromisoformat(s), datetime.fromisoformat(e))
@@ -89,12 +189,13 @@ def child(args) -> None:
     print(json.dumps({"seconds": elapsed, "rss_mb": rss_mb, **result.to_dict()}))
 
 
-def run_child(segments, start, end, fmt, out) -> dict:
+def run_child(segments, start, end, fmt, out, kind: str = "--child") -> dict:
     listing = CACHE / "segments.json"
     listing.write_text(json.dumps([[str(s.path), s.start.isoformat(), s.end.isoformat()]
                                    for s in segments]))
     completed = subprocess.run(
-        [sys.executable, __file__, "--child", "--segments", str(listing), "--start",
+        [sys.executable, __file__, kind, "--cache", str(CACHE), "--segments", str(listing),
+         "--start",
          start.isoformat(), "--end", end.isoformat(), "--fmt", fmt, "--out", str(out)],
         check=True, capture_output=True, text=True,
     )
@@ -118,19 +219,30 @@ def timed(command: list[str], stdout=subprocess.DEVNULL) -> float:
 
 
 def main() -> None:
+    global CACHE
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--mode", choices=("engine", "writer"), default="engine")
+    parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--child", action="store_true")
+    parser.add_argument("--writer-child", action="store_true")
+    parser.add_argument("--day-child", action="store_true")
     parser.add_argument("--segments")
     parser.add_argument("--start")
     parser.add_argument("--end")
     parser.add_argument("--fmt")
     parser.add_argument("--out")
     args = parser.parse_args()
-    if args.child:
-        child(args)
+    if args.child or args.writer_child or args.day_child:
+        CACHE = args.cache.resolve()
+        {"child": child, "writer_child": writer_child, "day_child": day_child}[
+            next(k for k in ("child", "writer_child", "day_child") if getattr(args, k))](args)
         return
+    use_cache(args.cache)
     segments = build_archive(args.minutes)
+    if args.mode == "writer":
+        writer_bench(segments, args.minutes)
+        return
     total = sum(s.path.stat().st_size for s in segments)
     span = args.minutes * 60
     print(f"archive: {len(segments)} segments, {total / 1e9:.2f} GB, "
@@ -191,6 +303,92 @@ def main() -> None:
           f"{hour_avi['bytes'] / 1e9:.2f} GB, read back {avi_frames} frames, "
           f"{avi_duration:.1f} s (OpenDML above 1 GB)")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def use_cache(folder: Path) -> None:
+    """Keep the archive and outputs in `folder`, seeded from bench/.cache when it has them."""
+    global CACHE
+    folder = folder.resolve()
+    if folder != CACHE and (CACHE / "archive").is_dir() and not (folder / "archive").exists():
+        print(f"copying the cached archive to {folder} ...", flush=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("distinct", "archive"):
+            shutil.copytree(CACHE / name, folder / name)
+    CACHE = folder
+
+
+def writer_bench(segments, minutes: int) -> None:
+    """write_mp4 stream copy of the archive vs cat and ffmpeg concat -c copy (best of ROUNDS)."""
+    work = CACHE / "out"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    end = T0 + timedelta(seconds=minutes * 60)
+    concat = work / "concat.txt"
+    concat.write_text("".join(f"file '{s.path}'\n" for s in segments))
+    ffmpeg = shutil.which("ffmpeg")
+    subprocess.run(["sync"], check=False)
+    ours, ffs, cats = [], [], []
+    for _ in range(ROUNDS):
+        ours.append(run_child(segments, T0, end, "mp4", work / "copy.mp4", "--writer-child"))
+        settle(work / "copy.mp4", keep=True)
+        if ffmpeg:
+            ffs.append(timed([ffmpeg, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+                              str(concat), "-c", "copy", str(work / "ffmpeg.mp4")]))
+            settle(work / "ffmpeg.mp4")
+        with open(work / "cat.bin", "wb") as sink:
+            cats.append(timed(["cat", *[str(s.path) for s in segments]], stdout=sink))
+        settle(work / "cat.bin")
+    best = min(ours, key=lambda r: r["seconds"])
+    frames, order = check_output(work / "copy.mp4")
+    minute = run_child(segments[:6], T0, T0 + timedelta(minutes=1), "mp4", work / "minute.mp4",
+                       "--writer-child")
+    day = run_child(segments[:1], T0, end, "mp4", work / "day.mp4", "--day-child")
+    cat_s = min(cats)
+    print(f"filesystem: {fs_type(CACHE)} at {CACHE}; copy technique: {best['method']}")
+    print("all runs (s): write_mp4 " + " ".join(f"{r['seconds']:.2f}" for r in ours)
+          + " | ffmpeg " + " ".join(f"{t:.2f}" for t in ffs)
+          + " | cat " + " ".join(f"{t:.2f}" for t in cats))
+    print(f"write_mp4 stream copy {minutes} min -> mp4: {best['seconds']:.2f} s "
+          f"({best['bytes'] / 1e9:.2f} GB, {best['samples']} samples in {best['extents']} "
+          f"extents; read back {frames} frames, boxes {' '.join(order)}; new disk space used "
+          f"{best['space'] / 1e9:.2f} GB)")
+    print(f"  its tracks from build_index of {len(segments)} segments: "
+          f"{best['index_seconds']:.2f} s (the engine caches indexes)")
+    print(f"cat of the segments:         {cat_s:.2f} s   write_mp4/cat = "
+          f"{best['seconds'] / cat_s:.2f}x (target <= 1.5x)")
+    if ffs:
+        print(f"ffmpeg concat -c copy:       {min(ffs):.2f} s   write_mp4/ffmpeg = "
+              f"{best['seconds'] / min(ffs):.2f}x (target <= 0.5x)")
+    print(f"peak RSS per run, {minutes} min: " + ", ".join(
+        f"{r['rss_mb']:.0f} MB (tracks ready at {r['rss_indexed_mb']:.0f} MB)" for r in ours)
+        + f"; 1 min: {minute['rss_mb']:.0f} MB (the first run also builds the tracks from "
+        "frame indexes; later runs load them)")
+    print(f"synthetic day ({day['samples']} samples, 1-byte): write_mp4 {day['seconds']:.2f} s, "
+          f"peak RSS {day['rss_mb']:.0f} MB with {day['rss_tracks_mb']:.0f} MB before writing "
+          f"(the Track arrays)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def check_output(path: Path) -> tuple[int, list[str]]:
+    """Frames in the written file (from its tables) and its top-level boxes in order."""
+    with av.open(str(path)) as container:
+        frames = container.streams.video[0].frames
+    kinds = []
+    with open(path, "rb") as file:
+        position, size = 0, path.stat().st_size
+        while position < size:
+            header = os.pread(file.fileno(), 16, position)
+            length = int.from_bytes(header[:4], "big")
+            if length == 1:
+                length = int.from_bytes(header[8:16], "big")
+            kinds.append(header[4:8].decode())
+            position += length
+    return frames, kinds
+
+
+def fs_type(path: Path) -> str:
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
+                          text=True).stdout.strip()
 
 
 def sync_at_end(path: Path) -> list[float]:

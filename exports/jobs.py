@@ -283,6 +283,7 @@ def execute_task(
 
 
 def _run_engine(task, out_path: Path, reporter):
+    from exports import frame_cache
     from exports.archive import segment_abspath, segments_covering
     from exports.media import engine as media
 
@@ -303,6 +304,8 @@ def _run_engine(task, out_path: Path, reporter):
         progress=reporter.progress,
         cancelled=reporter.cancelled,
         title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
+        # Frame indexes cached beside the archive index: a second export reads no file twice.
+        index_for=frame_cache.indexer(task.camera, coverage.segments),
     )
 
 

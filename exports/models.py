@@ -152,6 +152,24 @@ class ExportTaskQuerySet(models.QuerySet):
         return self.filter(camera__in=Camera.objects.restrict(user).values("pk"))
 
 
+class SegmentFrameIndex(models.Model):
+    """A segment's frame index (exports.media.frameindex), so exports need not demux it again.
+
+    Valid while the file keeps the size and mtime it had when indexed; a grown file's index is
+    extended from this one.
+    """
+
+    segment = models.OneToOneField(Segment, on_delete=models.CASCADE, related_name="frame_index")
+    size = models.BigIntegerField()
+    mtime = models.FloatField()
+    frames = models.PositiveIntegerField(default=0, help_text="Video and audio packets indexed.")
+    data = models.BinaryField(help_text="SegmentIndex.to_bytes()")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"frame index of {self.segment}"
+
+
 class ExportTask(models.Model):
     class State(models.TextChoices):
         CREATED = "Created"

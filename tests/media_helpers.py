@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -10,10 +11,29 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from exports.media import synth
+from tests.gst_packages import GST_PACKAGES
 
 GST_LAUNCH = shutil.which("gst-launch-1.0")
+GST_INSPECT = shutil.which("gst-inspect-1.0")
+_DEMUXERS = {
+    "mov,mp4,m4a,3gp,3g2,mj2": "qtdemux",
+    "matroska,webm": "matroskademux",
+    "avi": "avidemux",
+    "flv": "flvdemux",
+    "asf": "asfdemux",
+    "mpegts": "tsdemux",
+}
+_DECODERS = {
+    "h264": ("h264parse", "avdec_h264"),
+    "hevc": ("h265parse", "avdec_h265"),
+    "mjpeg": ("jpegdec",),
+    "aac": ("aacparse", "avdec_aac"),
+    "pcm_mulaw": ("mulawdec",),
+    "pcm_alaw": ("alawdec",),
+}
 # Junk that no demuxer accepts. Random bytes won't do: now and then (about 1 in 200) FFmpeg
 # probes them as a valid stream.
 NOT_A_RECORDING = b"not a recording: the recorder crashed while writing this file\n" * 100
@@ -90,6 +110,36 @@ def _decode_audio(path: Path):
     return np.concatenate(total), first, rate, acodec
 
 
+@functools.cache
+def gst_has(element: str) -> bool:
+    """True when GStreamer (gst-inspect-1.0) knows `element`."""
+    if GST_INSPECT is None:
+        return False
+    return subprocess.run([GST_INSPECT, "--exists", element], capture_output=True).returncode == 0
+
+
+def gst_elements_for(path: Path) -> list[str]:
+    """The GStreamer elements a decode check of `path` plugs: demuxer, parsers, decoders."""
+    needed = ["filesrc", "decodebin", "videoconvert", "videoscale", "audioconvert",
+              "audioresample"]
+    with av.open(str(path)) as container:
+        needed.append(_DEMUXERS.get(container.format.name, "decodebin"))
+        for stream in (*container.streams.video, *container.streams.audio):
+            needed += _DECODERS.get(stream.codec_context.name, ())
+    return needed
+
+
+def require_gstreamer_for(path: Path) -> None:
+    """Skip the calling test, saying what to install, when GStreamer cannot decode `path`."""
+    for tool, path_found in (("gst-launch-1.0", GST_LAUNCH), ("gst-inspect-1.0", GST_INSPECT)):
+        if path_found is None:
+            pytest.skip(f"{tool} is not installed (Debian: gstreamer1.0-tools)")
+    missing = [name for name in gst_elements_for(path) if not gst_has(name)]
+    if missing:
+        packages = sorted({GST_PACKAGES.get(name, "?") for name in missing})
+        pytest.skip(f"GStreamer lacks {', '.join(missing)} (Debian: {', '.join(packages)})")
+
+
 def run_gst_launch(*pipeline: str, attempts: int = 3, timeout: float = 20) -> None:
     """Run a gst-launch-1.0 pipeline to EOS; a run that hangs is started again.
 
@@ -100,21 +150,29 @@ def run_gst_launch(*pipeline: str, attempts: int = 3, timeout: float = 20) -> No
     """
     for attempt in range(1, attempts + 1):
         try:
-            subprocess.run(
-                [GST_LAUNCH, "-q", *pipeline], check=True, timeout=timeout, capture_output=True
+            done = subprocess.run(
+                [GST_LAUNCH, "-q", *pipeline], timeout=timeout, capture_output=True, text=True
             )
-            return
         except subprocess.TimeoutExpired:
             if attempt == attempts:
                 raise
+            continue
+        # GStreamer's own words (e.g. "Failed to parse Element 0x1654ae6b") make the failure.
+        assert done.returncode == 0, f"gst-launch-1.0 failed: {(done.stderr + done.stdout)[-800:]}"
+        return
 
 
-def decode_with_gstreamer(path: Path, width: int, height: int, workdir: Path) -> list[datetime]:
-    """The wall times of the frames GStreamer decodes from `path` (raw GRAY8 luma frames)."""
+def gstreamer_gray_frames(path: Path, width: int, height: int, workdir: Path) -> np.ndarray:
+    """The luma of every video frame GStreamer decodes from `path`, as (frames, height, width).
+
+    Frames of another size are scaled to width x height: the bar code scales with the picture.
+    Skips the calling test when an element the file needs is missing.
+    """
+    require_gstreamer_for(path)
     raw = workdir / f"{path.name}.gray"
     run_gst_launch(
         "filesrc", f"location={path}", "!", "decodebin", "name=d",
-        "d.", "!", "video/x-raw", "!", "queue", "!", "videoconvert", "!",
+        "d.", "!", "video/x-raw", "!", "queue", "!", "videoscale", "!", "videoconvert", "!",
         f"video/x-raw,format=GRAY8,width={width},height={height}",
         "!", "filesink", f"location={raw}",
         # An unlinked audio pad would stall the pipeline: drain it.
@@ -122,12 +180,16 @@ def decode_with_gstreamer(path: Path, width: int, height: int, workdir: Path) ->
           else []),
     )
     data = np.fromfile(raw, dtype=np.uint8)
-    frame_size = width * height
     # GStreamer pads GRAY8 rows to a multiple of 4 bytes.
     stride = (width + 3) // 4 * 4
     frame_size = stride * height
     frames = data[: len(data) // frame_size * frame_size].reshape(-1, height, stride)
-    return [synth.frame_wall_time(frame[:, :width]) for frame in frames]
+    return frames[:, :, :width]
+
+
+def decode_with_gstreamer(path: Path, width: int, height: int, workdir: Path) -> list[datetime]:
+    """The wall times of the frames GStreamer decodes from `path`."""
+    return [synth.frame_wall_time(frame) for frame in gstreamer_gray_frames(path, width, height, workdir)]
 
 
 def _has(path: Path, kind: str) -> bool:
@@ -147,9 +209,15 @@ def frame_steps_ok(walls: list[datetime], step: timedelta, gaps=()) -> list[tupl
     return bad
 
 
-def beep_offsets(decoded: Decoded) -> list[float]:
-    """For each beep in the output audio: its time minus the time of the frame showing it."""
+def beep_offsets(decoded: Decoded, until: float | None = None) -> list[float]:
+    """For each beep in the output audio: its time minus the time of the frame showing it.
+
+    Beeps starting at or after output time `until` are left out: near the end of the video
+    (audio may run on, or start early, by part of an audio frame) no frame shows their second.
+    """
     onsets = synth.beep_onsets(decoded.audio, decoded.sample_rate)
+    if until is not None:
+        onsets = [o for o in onsets if decoded.audio_start + o < until]
     frame_at_second = {
         w.replace(microsecond=0): t
         for t, w in zip(decoded.times, decoded.walls, strict=False)
@@ -167,6 +235,7 @@ def beep_offsets(decoded: Decoded) -> list[float]:
 
 def decode_audio_with_gstreamer(path: Path, workdir: Path) -> np.ndarray:
     """Mono float samples GStreamer decodes from the audio of `path` (at 16 kHz)."""
+    require_gstreamer_for(path)
     raw = workdir / f"{path.name}.f32"
     run_gst_launch(
         "filesrc", f"location={path}", "!", "decodebin", "name=d",

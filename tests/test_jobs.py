@@ -521,3 +521,19 @@ def test_a_job_survives_its_database_connections_being_terminated(
     task = ExportTask.objects.get(id=task_id)
     assert terminated  # every connection the job used was killed under it
     assert (task.state, task.percents, task.attempts) == ("ReadyForDownload", 100, 1)
+
+
+def test_a_second_export_of_the_same_footage_takes_the_frame_indexes_from_the_cache(
+    alice, exports_queue, django_capture_on_commit_callbacks
+):
+    from exports import frame_cache
+
+    create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    built, hits = frame_cache.counts["built"], frame_cache.counts["hit"]
+    task = create(alice, django_capture_on_commit_callbacks)
+    run_worker(exports_queue)
+    task.refresh_from_db()
+    assert task.state == "ReadyForDownload"
+    assert frame_cache.counts["built"] == built  # no file demuxed again
+    assert frame_cache.counts["hit"] > hits

@@ -5,6 +5,11 @@ wall-clock time twice: as a human-readable clock and as a 40-bit bar code (milli
 2000-01-01 UTC) that `frame_wall_time` reads back from a decoded frame, so a test can tell
 exactly which recorded frame a player shows. Audio is silent except for a short 1 kHz beep
 starting at every whole wall-clock second, so A/V sync can be measured on the output.
+
+Besides plain recorder output it writes the streams real cameras and transcoders send (issue 9):
+open GOPs (H.264 non-IDR I-frames and HEVC CRA pictures with leading B-frames), H.264 periodic
+intra refresh, variable frame rate inside a file, full-range BT.709 luma, intra-only streams and
+MPEG-TS files whose raw 33-bit timestamps wrap. `frame_offsets` says when each frame was shot.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ CODE_BITS = 40
 CODE_COLUMNS = 20
 BEEP_SECONDS = 0.05
 BEEP_HZ = 1000
+# MPEG-TS timestamps count 90 kHz ticks in 33 bits: they wrap every 2**33 / 90000 = 95443.7 s.
+TS_WRAP_S = Fraction(1 << 33, 90000)
+# Muxer options that keep a .ts file's timestamps as given (FFmpeg otherwise adds 1.4 s).
+RAW_TS_TIMESTAMPS = {"mpegts_copyts": "1"}
 
 CONTAINER_BY_SUFFIX = {
     ".mp4": "mp4",
@@ -51,6 +60,16 @@ class SegmentSpec:
     x264_extra: dict = field(default_factory=dict)
     preset: str = "veryfast"  # x264 preset (the benchmark uses ultrafast)
     noise: int = 0  # amplitude of random texture below the bar code (realistic bitrates)
+    # Open GOP: keyframes after the first are H.264 non-IDR I-frames (recovery point SEI) or
+    # HEVC CRA pictures, and the B-frames before them in display order follow them in decode
+    # order, referencing the previous GOP (RASL). Leading B-frames appear when `gop` is a
+    # multiple of bframes + 1 (B-frame decisions are fixed so the pattern is predictable).
+    open_gop: bool = False
+    intra_refresh: bool = False  # H.264: one IDR, then a column of intra blocks sweeping
+    full_range: bool = False  # yuvj420p (color_range pc) tagged BT.709 primaries/transfer/matrix
+    # A "smart codec" camera idling: spans (seconds into the segment) recorded at `slow_fps`.
+    rate_drops: tuple[tuple[float, float], ...] = ()
+    slow_fps: Fraction = Fraction(5)
 
     @property
     def frame_duration(self) -> Fraction:
@@ -59,6 +78,37 @@ class SegmentSpec:
     @property
     def keyframe_interval(self) -> int:
         return self.gop or max(1, round(Fraction(self.fps)))
+
+
+def frame_offsets(spec: SegmentSpec, duration: float) -> list[Fraction]:
+    """Seconds from a segment's first frame to each of its frames.
+
+    Frames are one frame interval apart, or 1 / `slow_fps` apart while inside one of the
+    spec's rate drops; a segment holds the frames shot before `duration`.
+    """
+    step = spec.frame_duration
+    if not spec.rate_drops:
+        return [index * step for index in range(round(duration * Fraction(spec.fps)))]
+    slow = 1 / Fraction(spec.slow_fps)
+    if (slow / step).denominator != 1:
+        raise ValueError("the slow frame interval must be a whole number of frame intervals")
+    drops = [(Fraction(a).limit_denominator(1000), Fraction(b).limit_denominator(1000))
+             for a, b in spec.rate_drops]
+    end = Fraction(duration).limit_denominator(1000)
+    offsets, at = [], Fraction(0)
+    while at < end:
+        offsets.append(at)
+        at += slow if any(a <= at < b for a, b in drops) else step
+    return offsets
+
+
+def shown_time(wall: datetime) -> datetime:
+    """The wall time a frame shot at `wall` carries in its bar code (whole milliseconds)."""
+    return EPOCH_2000 + timedelta(milliseconds=_millis(wall))
+
+
+def _millis(wall: datetime) -> int:
+    return round((wall - EPOCH_2000).total_seconds() * 1000)
 
 
 # -- picture ----------------------------------------------------------------------------------
@@ -93,7 +143,7 @@ def encode_picture(wall: datetime, width: int, height: int, frame_number: int) -
     image[height - 24 : height - 8, x : x + 16] = (200, 60, 60)
 
     block = _block_size(width)
-    millis = round((wall - EPOCH_2000).total_seconds() * 1000)
+    millis = _millis(wall)
     for bit in range(CODE_BITS):
         row, col = divmod(bit, CODE_COLUMNS)
         value = 255 if (millis >> (CODE_BITS - 1 - bit)) & 1 else 0
@@ -165,8 +215,13 @@ def _encoder_params(spec: SegmentSpec, **extra) -> str:
         "scenecut": 0,
         "bframes": spec.bframes,
         "crf": spec.crf,
-        **extra,
     }
+    if spec.open_gop:
+        # Fixed B-frame placement, so a keyframe lands where B-frames wait for it.
+        params.update({"open-gop": 1, "b-adapt": 0})
+    if spec.intra_refresh:
+        params["intra-refresh"] = 1
+    params.update(extra)
     return ":".join(f"{key}={value}" for key, value in params.items())
 
 
@@ -178,7 +233,7 @@ def _video_stream(container, spec: SegmentSpec):
             "preset": spec.preset,
             "x264-params": _encoder_params(spec, **spec.x264_extra),
         }
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = "yuvj420p" if spec.full_range else "yuv420p"
     elif spec.vcodec == "hevc":
         stream = container.add_stream("libx265", rate=rate)
         stream.options = {
@@ -194,7 +249,26 @@ def _video_stream(container, spec: SegmentSpec):
         raise ValueError(f"unsupported synthetic video codec {spec.vcodec!r}")
     stream.width, stream.height = spec.width, spec.height
     stream.codec_context.time_base = 1 / rate
+    if spec.full_range:
+        ctx = stream.codec_context
+        ctx.color_range = FULL_RANGE
+        ctx.color_primaries = ctx.color_trc = ctx.colorspace = BT709
     return stream
+
+
+FULL_RANGE = 2  # AVCOL_RANGE_JPEG ("pc")
+BT709 = 1  # AVCOL_PRI_BT709 = AVCOL_TRC_BT709 = AVCOL_SPC_BT709
+
+
+def _video_frame(picture: np.ndarray, spec: SegmentSpec) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+    if spec.full_range:
+        # Convert here, tagged, rather than leaving it to the encoder's implicit conversion.
+        frame = frame.reformat(
+            format="yuvj420p", dst_colorspace="ITU709", dst_color_range="JPEG",
+            dst_color_trc=BT709, dst_color_primaries=BT709,
+        )
+    return frame
 
 
 _RNG = np.random.default_rng(2026)
@@ -224,17 +298,20 @@ def write_segment(
     creation_time: datetime | None = None,
     pts_origin: float = 0.0,
     first_frame_number: int = 0,
+    muxer_options: dict | None = None,
 ) -> int:
     """Write one recorded segment whose first frame shows `start`; return its frame count.
 
     `pts_origin` (seconds) is the timestamp of the first frame inside the file: 0 for files
     that restart at zero, or a running value for recorders whose timestamps continue (MPEG-TS).
+    Frames are shot at `frame_offsets(spec, duration)`; each shows its own wall time.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = CONTAINER_BY_SUFFIX[path.suffix.lower()]
-    frame_count = round(duration * Fraction(spec.fps))
-    options = {}
+    offsets = frame_offsets(spec, duration)
+    frame_count = len(offsets)
+    options = dict(muxer_options or {})
     with av.open(str(path), "w", format=fmt, options=options) as container:
         if creation_time is not None:
             container.metadata["creation_time"] = creation_time.astimezone(UTC).strftime(
@@ -246,16 +323,15 @@ def write_segment(
         origin_frames = round(Fraction(pts_origin) / frame_tb)
         audio_pos = 0
         samples_per_packet = 1024
-        for index in range(frame_count):
-            offset = index * frame_tb
+        for index, offset in enumerate(offsets):
             wall = start + timedelta(seconds=float(offset))
             picture = encode_picture(
                 wall, spec.width, spec.height, first_frame_number + index
             )
             if spec.noise:
                 _add_noise(picture, spec.noise, top=3 * _block_size(spec.width) + 8)
-            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = origin_frames + index
+            frame = _video_frame(picture, spec)
+            frame.pts = origin_frames + int(offset / frame_tb)
             frame.time_base = frame_tb
             for packet in video.encode(frame):
                 container.mux(packet)
@@ -269,7 +345,8 @@ def write_segment(
         if audio is not None:
             _write_audio_until(
                 container, audio, spec, start, pts_origin, audio_pos,
-                until=float(frame_count * frame_tb), samples_per_packet=samples_per_packet,
+                until=float(offsets[-1] + frame_tb) if offsets else 0.0,
+                samples_per_packet=samples_per_packet,
                 partial_last=True,
             )
             for packet in audio.encode(None):
@@ -320,12 +397,26 @@ def write_archive(
     spec: SegmentSpec = SegmentSpec(),
     continuous_pts: bool = False,
     pts_origin: float = 0.0,
+    muxer_options: dict | None = None,
 ) -> list[Path]:
     """Write consecutive segments; with `continuous_pts` timestamps continue across files."""
     written = []
     frames = 0
+    elapsed = Fraction(0)
     for path, start in paths_and_starts:
-        origin = pts_origin + frames * float(spec.frame_duration) if continuous_pts else 0.0
-        frames += write_segment(path, start, segment_seconds, spec, pts_origin=origin, first_frame_number=frames)
+        origin = pts_origin + float(elapsed) if continuous_pts else 0.0
+        frames += write_segment(
+            path, start, segment_seconds, spec, pts_origin=origin, first_frame_number=frames,
+            muxer_options=muxer_options,
+        )
+        elapsed += Fraction(segment_seconds).limit_denominator(1000)
         written.append(Path(path))
     return written
+
+
+def ts_origin_wrapping_after(seconds: float) -> float:
+    """The `pts_origin` whose MPEG-TS timestamps wrap `seconds` after a file's first frame.
+
+    Write the file with `RAW_TS_TIMESTAMPS`, so the muxer adds no offset of its own.
+    """
+    return float(TS_WRAP_S - Fraction(seconds).limit_denominator(1000))

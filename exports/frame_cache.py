@@ -1,0 +1,89 @@
+"""Frame indexes of recorded segments, cached in the database beside the archive index.
+
+A second export of the same footage takes each segment's index from its `SegmentFrameIndex`
+row instead of demuxing the file again. A row is valid while the file keeps the size and mtime
+it had when indexed; a file that grew (a recorder still writing) gets its index extended from
+the stored one, anything else is indexed afresh.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+
+from exports.archive import ArchiveError, segment_abspath
+from exports.media.frameindex import SegmentIndex, build_index
+from exports.models import Camera, Segment, SegmentFrameIndex
+
+# What the cache did in this process: "hit", "built", "extended", "uncached" (file outside
+# the archive index). For figures and tests; never reset by the program.
+counts: Counter[str] = Counter()
+
+
+def indexer(camera: Camera, segments: Iterable[Segment] = ()) -> Callable[[Path], SegmentIndex]:
+    """The engine's `index_for=` for one camera's files; `segments`, the rows being exported,
+    spare a query per file to find each one's row."""
+    known = {}
+    for segment in segments:
+        try:
+            known[str(segment_abspath(camera, segment))] = segment
+        except ArchiveError:
+            continue  # the engine reports such a file itself
+    return partial(index_for, camera, known=known)
+
+
+def index_for(camera: Camera, path: Path, *, known: dict | None = None) -> SegmentIndex:
+    """The frame index of `path`, a file of `camera`'s archive: cached, extended or built."""
+    path = Path(path)
+    segment = (known or {}).get(str(path)) or _segment(camera, path)
+    if segment is None:
+        counts["uncached"] += 1
+        return build_index(path)
+    stat = os.stat(path)
+    row = SegmentFrameIndex.objects.filter(segment=segment).first()
+    stored = _stored(row, path)
+    if stored is not None and (row.size, row.mtime) == (stat.st_size, stat.st_mtime):
+        counts["hit"] += 1
+        return stored
+    grown = stored is not None and row.size < stat.st_size
+    index = build_index(path, stored if grown else None)
+    counts["extended" if grown else "built"] += 1
+    _store(segment, index)
+    return index
+
+
+def _segment(camera: Camera, path: Path) -> Segment | None:
+    root = Path(camera.archive_path).resolve()
+    try:
+        relative = path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return None
+    return Segment.objects.filter(camera=camera, path=relative).first()
+
+
+def _stored(row: SegmentFrameIndex | None, path: Path) -> SegmentIndex | None:
+    if row is None:
+        return None
+    try:
+        return SegmentIndex.from_bytes(bytes(row.data), path)
+    except ValueError:  # written by another version of the index format
+        return None
+
+
+def _store(segment: Segment, index: SegmentIndex) -> None:
+    values = {
+        "size": index.size,
+        "mtime": index.mtime,
+        "frames": sum(len(stream) for stream in index.streams()),
+        "data": index.to_bytes(),
+    }
+    try:
+        with transaction.atomic():
+            SegmentFrameIndex.objects.update_or_create(segment=segment, defaults=values)
+    except IntegrityError:  # another worker stored the same segment's index first
+        SegmentFrameIndex.objects.filter(segment=segment).update(**values)

@@ -1,0 +1,653 @@
+"""The frame index of one recorded segment: every packet's timestamps, bytes and kind.
+
+Built by demuxing without decoding, plus a look at NAL unit headers, so a planner can decide
+exactly which frames it can copy, where decoding may start and which leading pictures need the
+previous GOP, without touching the media again. MPEG-TS timestamps are unwrapped here, per
+stream (FFmpeg's own unwrapping is switched off so this code sees the real 33-bit values).
+An index serialises to a few bytes per frame (`to_bytes`) for the cache beside the archive index.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from exports.media import nal
+
+FORMAT_VERSION = 1
+_MAGIC = b"PSFI"
+_HEADER = struct.Struct("<4sBI")  # magic, version, JSON length; then zlib(JSON + arrays)
+WRAP = 1 << 33  # MPEG-TS timestamps are 33-bit counters of a 90 kHz clock
+NAL_CODECS = ("h264", "hevc")
+PTSLESS_FORMATS = ("avi",)  # presentation order comes from the bitstream (H.264 POC)
+INTRA_ONLY_CODECS = ("mjpeg", "jpeg2000", "prores", "rawvideo", "png")
+
+
+class Kind(enum.IntEnum):
+    IDR = 1  # closed random access point; every frame of an intra-only codec; every audio frame
+    OPEN = 2  # open random access point: HEVC CRA/BLA, H.264 non-IDR I picture
+    RECOVERY = 3  # H.264 recovery point SEI with recovery_frame_cnt > 0 on a non-I picture
+    LEADING = 4  # leading picture needing the previous GOP (HEVC RASL, H.264 open GOP B)
+    LEADING_OK = 5  # leading picture decodable from its random access point (HEVC RADL)
+    INTER = 6  # everything else
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    media: str  # "video" | "audio"
+    codec: str  # FFmpeg codec name
+    time_base: Fraction  # of pts/dts/duration
+    extradata: bytes  # avcC/hvcC, Annex B parameter sets, or AudioSpecificConfig
+    bitstream: str  # "avcc" | "annexb" | "" (non-NAL codecs)
+    nal_length_size: int  # 0 for annexb / non-NAL
+    width: int = 0
+    height: int = 0
+    pix_fmt: str = ""
+    color_range: int = 0  # FFmpeg AVCOL_* enum values; 0 (range) / 2 (others): unspecified
+    color_primaries: int = 0
+    color_trc: int = 0
+    colorspace: int = 0
+    frame_rate: Fraction | None = None  # nominal (average) rate
+    sample_rate: int = 0
+    channels: int = 0
+    frame_size: int = 0
+    adts: bool = False  # AAC with ADTS headers (MPEG-TS sources)
+
+
+# Stored in this order, each coded so that a steady stream gives long runs of equal bytes:
+# dts as steps, pts as pts - dts, pos as the gap after the previous packet's bytes.
+_ARRAYS = (
+    ("dts", np.int64),
+    ("pts", np.int64),
+    ("duration", np.int64),
+    ("size", np.int32),
+    ("pos", np.int64),
+    ("kind", np.uint8),
+    ("recovery", np.int16),
+    ("guessed", np.bool_),
+)
+
+
+@dataclass
+class StreamIndex:
+    """One entry per packet in decode (file) order; numpy arrays of equal length."""
+
+    info: StreamInfo
+    pts: np.ndarray  # int64, info.time_base, unwrapped
+    dts: np.ndarray  # int64
+    duration: np.ndarray  # int64
+    pos: np.ndarray  # int64 byte offset in the file, -1 unknown
+    size: np.ndarray  # int32
+    kind: np.ndarray  # uint8 Kind
+    recovery: np.ndarray  # int16 frames to recovery (RECOVERY), else 0
+    guessed: np.ndarray | None = None  # bool: duration filled here, the demuxer gave none
+    wraps: int = 0  # 33-bit timestamp wraps undone in this stream (MPEG-TS)
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def __post_init__(self):
+        if self.guessed is None:
+            self.guessed = np.zeros(len(self.pts), dtype=bool)
+
+
+@dataclass
+class SegmentIndex:
+    path: Path
+    size: int
+    mtime: float
+    container: str  # FFmpeg demuxer name
+    video: StreamIndex | None
+    audio: StreamIndex | None
+    damaged: str = ""  # non-empty: reading stopped at damage after the indexed packets (why)
+    packets_read: int = field(default=0, compare=False)  # demuxed by the build (not stored)
+
+    def streams(self) -> list[StreamIndex]:
+        return [s for s in (self.video, self.audio) if s is not None]
+
+    def to_bytes(self) -> bytes:
+        """Magic and version, then zlib of a JSON header and the arrays (coded, byte planes)."""
+        header = {
+            "size": self.size,
+            "mtime": self.mtime,
+            "container": self.container,
+            "damaged": self.damaged,
+            "streams": {
+                name: _info_json(stream)
+                for name, stream in (("video", self.video), ("audio", self.audio))
+                if stream is not None
+            },
+        }
+        body = b"".join(
+            _pack_array(coded, dtype)
+            for stream in self.streams()
+            for coded, (_, dtype) in zip(_encode(stream), _ARRAYS, strict=True)
+        )
+        text = json.dumps(header, separators=(",", ":")).encode()
+        return _HEADER.pack(_MAGIC, FORMAT_VERSION, len(text)) + zlib.compress(text + body, 6)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: Path) -> SegmentIndex:
+        """Raises ValueError for anything but an intact index of this format version."""
+        try:
+            return cls._from_bytes(data, path)
+        except (struct.error, zlib.error, KeyError, TypeError) as error:
+            raise ValueError(f"damaged frame index: {error}") from error
+
+    @classmethod
+    def _from_bytes(cls, data: bytes, path: Path) -> SegmentIndex:
+        magic, version, length = _HEADER.unpack_from(data)
+        if magic != _MAGIC or version != FORMAT_VERSION:
+            raise ValueError(f"not a frame index of version {FORMAT_VERSION}")
+        content = zlib.decompress(data[_HEADER.size :])
+        header, body, offset = json.loads(content[:length]), content[length:], 0
+        streams = {}
+        for name, meta in header["streams"].items():
+            arrays = {}
+            for array_name, dtype in _ARRAYS:
+                arrays[array_name], offset = _unpack_array(body, offset, meta["count"], dtype)
+            _decode(arrays)
+            streams[name] = StreamIndex(info=_info_from_json(meta), wraps=meta["wraps"], **arrays)
+        return cls(
+            path=Path(path),
+            size=header["size"],
+            mtime=header["mtime"],
+            container=header["container"],
+            video=streams.get("video"),
+            audio=streams.get("audio"),
+            damaged=header["damaged"],
+        )
+
+
+def _info_json(stream: StreamIndex) -> dict:
+    info = stream.info
+    values = {key: getattr(info, key) for key in info.__dataclass_fields__}
+    values["time_base"] = [info.time_base.numerator, info.time_base.denominator]
+    values["frame_rate"] = (
+        [info.frame_rate.numerator, info.frame_rate.denominator] if info.frame_rate else None
+    )
+    values["extradata"] = base64.b64encode(info.extradata).decode()
+    return {**values, "count": len(stream), "wraps": stream.wraps}
+
+
+def _info_from_json(meta: dict) -> StreamInfo:
+    values = {key: meta[key] for key in StreamInfo.__dataclass_fields__}
+    values["time_base"] = Fraction(*meta["time_base"])
+    values["frame_rate"] = Fraction(*meta["frame_rate"]) if meta["frame_rate"] else None
+    values["extradata"] = base64.b64decode(meta["extradata"])
+    return StreamInfo(**values)
+
+
+def _encode(stream: StreamIndex) -> list[np.ndarray]:
+    previous_end = np.concatenate(([0], stream.pos[:-1] + stream.size[:-1]))
+    coded = {
+        "dts": np.diff(stream.dts, prepend=np.int64(0)),
+        "pts": stream.pts - stream.dts,
+        "pos": stream.pos - previous_end,
+    }
+    return [coded.get(name, getattr(stream, name)) for name, _ in _ARRAYS]
+
+
+def _decode(arrays: dict[str, np.ndarray]) -> None:
+    arrays["dts"] = np.cumsum(arrays["dts"], dtype=np.int64)
+    arrays["pts"] = arrays["pts"] + arrays["dts"]
+    sizes_before = np.concatenate(([0], np.cumsum(arrays["size"][:-1], dtype=np.int64)))
+    arrays["pos"] = np.cumsum(arrays["pos"], dtype=np.int64) + sizes_before
+
+
+def _pack_array(values: np.ndarray, dtype) -> bytes:
+    # One byte plane after another (all low bytes, then the next...): small, repeating
+    # numbers become long runs that zlib packs to almost nothing.
+    values = np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    return values.view(np.uint8).reshape(-1, values.dtype.itemsize).T.tobytes()
+
+
+def _unpack_array(body: bytes, offset: int, count: int, dtype):
+    width = np.dtype(dtype).itemsize
+    raw = np.frombuffer(body, dtype=np.uint8, count=count * width, offset=offset)
+    values = raw.reshape(width, count).T.copy().view(np.dtype(dtype).newbyteorder("<"))
+    return values.reshape(count).astype(dtype), offset + count * width
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+class FrameIndexError(Exception):
+    """The file cannot be indexed at all (missing, unreadable)."""
+
+
+def build_index(path: Path, previous: SegmentIndex | None = None) -> SegmentIndex:
+    """Demux without decoding (+ NAL header inspection). `previous`: an older index of the same
+    growing file; extend it instead of starting over where the container allows (MPEG-TS)."""
+    path = Path(path)
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        raise FrameIndexError(f"{path.name}: {error.strerror or error}") from error
+    try:
+        container = av.open(
+            str(path), options={"correct_ts_overflow": "0"}, metadata_errors="ignore"
+        )
+    except av.FFmpegError as error:
+        return SegmentIndex(
+            path, stat.st_size, stat.st_mtime, "", None, None, f"unreadable: {error}"
+        )
+    with container:
+        return _Indexer(container, path, stat).run(previous)
+
+
+class _Indexer:
+    """One demuxing pass over an open container, feeding a collector per stream."""
+
+    def __init__(self, container, path: Path, stat: os.stat_result):
+        self.container, self.path, self.stat = container, path, stat
+        self.format = container.format.name
+        self.wrapping = self.format == "mpegts"
+        self.is_mp4 = self.format.startswith("mov,")
+        self.damage: list[str] = []
+        self.packets_read = 0
+        self.collectors = {}
+        epoch = _Epoch()
+        for streams in (container.streams.video, container.streams.audio):
+            if streams and streams[0].codec_context is None:
+                # A half-written MP4 index can name a track without describing it.
+                self.damage.append(
+                    f"no codec parameters for {streams[0].type} stream {streams[0].index}"
+                )
+            elif streams:
+                self.collectors[streams[0].index] = _Collector(
+                    streams[0], self.wrapping, epoch, order=self.format in PTSLESS_FORMATS
+                )
+
+    def run(self, previous: SegmentIndex | None) -> SegmentIndex:
+        resume_at = self._resume(previous) if previous is not None else None
+        if resume_at is not None:
+            try:
+                self.container.seek(resume_at, unsupported_byte_offset=True)
+                self._demux()
+            except av.FFmpegError:
+                pass
+            if all(c.resumed for c in self.collectors.values()):
+                return self._result()
+            self._restart()  # not the file `previous` indexed, or no seeking: read it all
+            if self.damage:
+                return self._result()
+        self._demux()
+        return self._result()
+
+    def _restart(self) -> None:
+        for collector in self.collectors.values():
+            collector.reset()
+        self.damage, self.packets_read = [], 0
+        try:
+            self.container.seek(0, unsupported_byte_offset=True)
+        except av.FFmpegError as error:
+            self.damage.append(f"could not read the file again from its start: {error}")
+
+    def _result(self) -> SegmentIndex:
+        streams = {c.media: c.finish() for c in self.collectors.values()}
+        return SegmentIndex(
+            path=self.path,
+            size=self.stat.st_size,
+            mtime=self.stat.st_mtime,
+            container=self.format,
+            video=streams.get("video"),
+            audio=streams.get("audio"),
+            damaged="; ".join(self.damage),
+            packets_read=self.packets_read,
+        )
+
+    def _resume(self, previous: SegmentIndex) -> int | None:
+        """Seed the collectors from `previous` and return the byte offset to demux from, or
+        None to read the whole file (only MPEG-TS, whose packets start anywhere, resumes).
+
+        The last packet of each stream is read again: in a growing file it may have been cut.
+        """
+        olds = {"video": previous.video, "audio": previous.audio}
+        media = {c.media for c in self.collectors.values()}
+        if (
+            self.format != "mpegts"
+            or previous.container != self.format
+            or previous.damaged
+            or previous.size > self.stat.st_size
+            or media != {name for name, old in olds.items() if old is not None}
+            or any(len(olds[name]) < 2 for name in media)
+        ):
+            return None
+        cuts = [c.seed(olds[c.media]) for c in self.collectors.values()]
+        if min(cuts, default=-1) < 0:
+            for collector in self.collectors.values():
+                collector.reset()
+            return None
+        return min(cuts)
+
+    def _demux(self) -> None:
+        streams = [c.stream for c in self.collectors.values()]
+        if not streams:
+            return
+        try:
+            for packet in self.container.demux(streams):
+                if packet.size == 0:
+                    continue  # end-of-stream flush packet
+                if self._beyond_end(packet):
+                    self.damage.append(f"file ends inside the packet at byte {packet.pos}")
+                    return
+                self.packets_read += 1
+                self.collectors[packet.stream.index].add(packet)
+        except av.FFmpegError as error:
+            read = sum(len(c.pts) for c in self.collectors.values())
+            self.damage.append(f"demuxing stopped after {read} packets: {error}")
+
+    def _beyond_end(self, packet) -> bool:
+        # A truncated MP4 whose moov (at the front) lists samples past the end of the file: the
+        # demuxer hands over the bytes that exist, flagged corrupt.
+        return self.is_mp4 and (
+            packet.is_corrupt
+            or packet.pos is not None
+            and packet.pos + packet.size > self.stat.st_size
+        )
+
+
+class _Epoch:
+    """The first (unwrapped) timestamp of a file, shared by its streams."""
+
+    first: int | None = None
+
+
+class _Collector:
+    """The rows of one stream while demuxing: timestamps unwrapped, kinds classified."""
+
+    def __init__(self, stream, wrapping: bool, epoch: _Epoch, order: bool = False):
+        self.stream = stream
+        self.epoch = epoch
+        self.media = stream.type
+        self.wrapping = wrapping
+        context = stream.codec_context
+        self.codec = context.name
+        self.extradata = bytes(context.extradata or b"")
+        self.bitstream, self.length_size = _bitstream(self.codec, self.extradata)
+        self.adts = False
+        self.order = order and self.codec == "h264"
+        self.reset()
+
+    def reset(self) -> None:
+        self.pts, self.dts, self.duration, self.pos, self.size = [], [], [], [], []
+        self.kind, self.recovery = [], []
+        self.skip_below = -1  # packets already in the seeded rows start below this byte
+        self.resumed = True  # seeded: the packet read again at `skip_below` was the same
+        self.again = None  # seeded: (byte offset, dts) of the packet to be read again
+        self.wraps = 0
+        self.reference = None  # last unwrapped dts: the wrap reference
+        self.picture_order = (
+            nal.H264PictureOrder(nal.parameter_sets(self.extradata)) if self.order else None
+        )
+        self.presentation = []  # (IDR period, POC) per packet while `picture_order` follows
+
+    def seed(self, old: StreamIndex) -> int:
+        """Take `old`'s rows up to its last packet's byte offset, and return that offset.
+
+        (One PES packet can hold several audio frames, all at the same offset: none is kept.)
+        """
+        cut = int(old.pos[-1])
+        keep = int(np.searchsorted(old.pos, cut))
+        if cut < 0 or keep == 0 or np.any(np.diff(old.pos) < 0):
+            return -1
+        self.pts, self.dts = old.pts[:keep].tolist(), old.dts[:keep].tolist()
+        duration = np.where(old.guessed[:keep], 0, old.duration[:keep])
+        self.duration = duration.tolist()
+        self.pos, self.size = old.pos[:keep].tolist(), old.size[:keep].tolist()
+        self.kind, self.recovery = old.kind[:keep].tolist(), old.recovery[:keep].tolist()
+        self.adts = old.info.adts
+        self.reference = self.dts[-1]
+        self.wraps = self.dts[-1] // WRAP - self.dts[0] // WRAP
+        self.skip_below = cut
+        self.again, self.resumed = (cut, int(old.dts[keep])), False
+        return cut
+
+    def add(self, packet) -> None:
+        if packet.pos is not None and 0 <= packet.pos < self.skip_below:
+            return
+        pts, dts = packet.pts, packet.dts
+        if dts is None and pts is None:  # no timestamp at all: right after the previous one
+            dts = self.pts[-1] + (self.duration[-1] or 0) if self.pts else 0
+        if self.wrapping:
+            pts, dts = self._unwrap(pts, dts)
+        if self.again is not None:  # the first packet after resuming must be the old last one
+            self.resumed, self.again = (packet.pos, dts) == self.again, None
+        data = bytes(packet)
+        if not self.pts and self.codec == "aac":
+            self.adts = len(data) > 1 and data[0] == 0xFF and (data[1] & 0xF6) == 0xF0
+        kind, recovery = self._classify(data, packet.is_keyframe)
+        if self.picture_order is not None:
+            self._follow_order(data)
+        self.pts.append(pts if pts is not None else dts)
+        self.dts.append(dts)  # None: derived in `finish`
+        self.duration.append(packet.duration or 0)
+        self.pos.append(packet.pos if packet.pos is not None else -1)
+        self.size.append(packet.size)
+        self.kind.append(kind)
+        self.recovery.append(recovery)
+
+    def _unwrap(self, pts, dts):
+        """Undo 33-bit wraps: each value is taken closest to the last dts of this stream."""
+        if dts is None:
+            dts = pts
+        if dts is None:
+            return None, None
+        if self.reference is None:
+            # A stream's first timestamp may lie across a wrap from another's: take the one
+            # nearest the first timestamp of the file, so audio and video stay aligned.
+            if self.epoch.first is None:
+                self.epoch.first = dts
+            self.reference = _nearest(dts, self.epoch.first)
+        unwrapped = _nearest(dts, self.reference)
+        if unwrapped // WRAP > self.reference // WRAP:
+            self.wraps += 1
+        self.reference = unwrapped
+        return (_nearest(pts, unwrapped) if pts is not None else None), unwrapped
+
+    def _follow_order(self, data: bytes) -> None:
+        try:
+            self.presentation.append(
+                self.picture_order.order(nal.nal_units(data, self.length_size))
+            )
+        except (ValueError, IndexError, KeyError):
+            self.picture_order = None  # the demuxer's timestamps stand
+
+    def _classify(self, data: bytes, keyframe: bool) -> tuple[int, int]:
+        if self.media != "video" or self.codec in INTRA_ONLY_CODECS:
+            return Kind.IDR, 0
+        try:
+            if self.codec == "h264":
+                return _h264_kind(nal.nal_units(data, self.length_size))
+            if self.codec == "hevc":
+                return _hevc_kind(nal.nal_units(data, self.length_size))
+        except (ValueError, IndexError):
+            pass  # a header we cannot read: trust the demuxer's key flag
+        return (Kind.IDR if keyframe else Kind.INTER), 0
+
+    def finish(self) -> StreamIndex:
+        pts = np.array(self.pts, dtype=np.int64)
+        dts = _derive_dts(pts, self.dts)
+        if self.picture_order is not None and len(self.presentation) == len(pts):
+            pts = _pts_from_order(pts, dts, self.presentation)
+        duration = np.array(self.duration, dtype=np.int64)
+        guessed = duration <= 0
+        _fill_durations(pts, duration, guessed, self._nominal_duration())
+        kind = np.array(self.kind, dtype=np.uint8)
+        if self.codec == "h264":
+            _mark_h264_leading(pts, kind)
+        return StreamIndex(
+            info=self._info(),
+            pts=pts,
+            dts=dts,
+            duration=duration,
+            pos=np.array(self.pos, dtype=np.int64),
+            size=np.array(self.size, dtype=np.int32),
+            kind=kind,
+            recovery=np.array(self.recovery, dtype=np.int16),
+            guessed=guessed,
+            wraps=self.wraps,
+        )
+
+    def _nominal_duration(self) -> int:
+        tb = self.stream.time_base
+        context = self.stream.codec_context
+        if self.media == "audio":
+            if context.frame_size and context.sample_rate:
+                return max(1, round(Fraction(context.frame_size, context.sample_rate) / tb))
+            return 0
+        rate = _frame_rate(self.stream)
+        return max(1, round(1 / (rate * tb))) if rate else 0
+
+    def _info(self) -> StreamInfo:
+        context = self.stream.codec_context
+        common = {
+            "media": self.media,
+            "codec": self.codec,
+            "time_base": Fraction(self.stream.time_base),
+            "extradata": self.extradata,
+            "bitstream": self.bitstream,
+            "nal_length_size": self.length_size,
+        }
+        if self.media == "audio":
+            return StreamInfo(
+                **common,
+                sample_rate=context.sample_rate or 0,
+                channels=context.channels or 0,
+                frame_size=context.frame_size or 0,
+                adts=self.adts,
+            )
+        return StreamInfo(
+            **common,
+            width=context.width,
+            height=context.height,
+            pix_fmt=context.pix_fmt or "",
+            color_range=int(context.color_range),
+            color_primaries=int(context.color_primaries),
+            color_trc=int(context.color_trc),
+            colorspace=int(context.colorspace),
+            frame_rate=_frame_rate(self.stream),
+        )
+
+
+def _nearest(value: int, reference: int) -> int:
+    """`value` plus the multiple of 2**33 that brings it closest to `reference`."""
+    return value + WRAP * ((reference - value + WRAP // 2) // WRAP)
+
+
+def _frame_rate(stream) -> Fraction | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return Fraction(rate) if rate else None
+
+
+def _bitstream(codec: str, extradata: bytes) -> tuple[str, int]:
+    if codec not in NAL_CODECS:
+        return "", 0
+    if nal.is_avcc(extradata):
+        return "avcc", nal.length_size(extradata, codec)
+    return "annexb", 0
+
+
+def _h264_kind(nals: list) -> tuple[int, int]:
+    """IDR slice -> IDR; all slices I/SI -> OPEN; recovery point SEI (count > 0) -> RECOVERY."""
+    recovery, intra = None, None
+    for unit in nals:
+        nal_type = nal.h264_nal_type(unit)
+        if nal_type == nal.H264_IDR:
+            return Kind.IDR, 0
+        if nal_type == nal.H264_SEI:
+            found = nal.sei_recovery_frame_cnt(unit)
+            recovery = found if found is not None else recovery
+        elif nal_type == nal.H264_SLICE:
+            intra = nal.h264_slice_type(unit) in (2, 4)  # I, SI
+            if not intra:
+                break
+    if intra:
+        return Kind.OPEN, 0
+    if recovery:
+        return Kind.RECOVERY, min(recovery, np.iinfo(np.int16).max)
+    return Kind.INTER, 0
+
+
+_HEVC_KINDS = {
+    19: Kind.IDR,
+    20: Kind.IDR,
+    21: Kind.OPEN,
+    16: Kind.OPEN,
+    17: Kind.OPEN,
+    18: Kind.OPEN,
+    8: Kind.LEADING,
+    9: Kind.LEADING,
+    6: Kind.LEADING_OK,
+    7: Kind.LEADING_OK,
+}
+
+
+def _hevc_kind(nals: list) -> tuple[int, int]:
+    """By the first VCL NAL unit's type (H.265 table 7-1); recovery point SEI on trailing ones."""
+    recovery = None
+    for unit in nals:
+        nal_type = nal.hevc_nal_type(unit)
+        if nal_type == nal.HEVC_PREFIX_SEI:
+            found = nal.sei_recovery_frame_cnt(unit, header_bytes=2)
+            recovery = found if found is not None else recovery
+        elif nal_type < 32:
+            kind = _HEVC_KINDS.get(nal_type, Kind.INTER)
+            if kind == Kind.INTER and recovery:
+                return Kind.RECOVERY, min(recovery, np.iinfo(np.int16).max)
+            return kind, 0
+    return Kind.INTER, 0
+
+
+def _mark_h264_leading(pts: np.ndarray, kind: np.ndarray) -> None:
+    """H.264 has no leading-picture NAL types: a frame after a random access point in decode
+    order but shown before it leads it; after an OPEN point it needs the previous GOP."""
+    points = np.flatnonzero((kind == Kind.IDR) | (kind == Kind.OPEN)).tolist()
+    for point, following in zip(points, points[1:] + [len(kind)], strict=True):
+        span = slice(point + 1, following)
+        leading = (kind[span] == Kind.INTER) & (pts[span] < pts[point])
+        kind[span][leading] = Kind.LEADING if kind[point] == Kind.OPEN else Kind.LEADING_OK
+
+
+def _pts_from_order(pts: np.ndarray, dts: np.ndarray, presentation: list) -> np.ndarray:
+    """Presentation times for a container that stores none (AVI: FFmpeg hands out increasing
+    pts in decode order, wrong for B-frames): the same times, in picture order count order,
+    delayed if needed so that no frame is shown before it is decoded."""
+    if not len(pts):
+        return pts
+    order = sorted(range(len(pts)), key=presentation.__getitem__)
+    ordered = np.empty_like(pts)
+    ordered[order] = np.sort(pts)
+    return ordered + max(0, int(np.max(dts - ordered)))
+
+
+def _derive_dts(pts: np.ndarray, dts: list) -> np.ndarray:
+    """The demuxer's dts, or where it gave none (Matroska's first B-frame packets), all of them
+    derived: the i-th smallest pts less the smallest delay keeping dts <= pts."""
+    if all(value is not None for value in dts):
+        return np.array(dts, dtype=np.int64)
+    ordered = np.sort(pts)
+    delay = int(np.max(ordered - pts)) if len(pts) else 0
+    return ordered - max(0, delay)
+
+
+def _fill_durations(pts, duration, guessed, nominal: int) -> None:
+    """Missing durations: up to the next pts in presentation order, else the nominal one."""
+    if not guessed.any():
+        return
+    order = np.argsort(pts, kind="stable")
+    gaps = np.full(len(pts), nominal, dtype=np.int64)
+    gaps[order[:-1]] = np.diff(pts[order])
+    gaps[gaps <= 0] = nominal
+    duration[guessed] = gaps[guessed]

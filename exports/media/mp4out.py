@@ -1,0 +1,373 @@
+"""The executor's MP4/MOV output: the plan's samples handed to the direct writer (mp4writer).
+
+Copied samples are never read: the frame index of an MP4/MOV source gives each sample's byte
+range, which the writer copies in large extents. Samples that must be new bytes (re-encoded
+frames, a keyframe that carries its parameter sets in band) are appended to a spool file beside
+the output, which is one more source of byte ranges, and removed afterwards.
+
+Used when every segment is MP4/MOV with H.264/HEVC (length-prefixed) or MJPEG video and AAC or
+no audio, both copied (`usable`); everything else goes through PyAV's mp4/mov muxer.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from . import nal
+from .errors import ExportCancelled, ExportError
+from .executor import Encoder, InOrder, Progress, SegmentRun, smart_encoder
+from .frameindex import Kind
+from .mp4writer import SampleEntry, Track, WriteCancelled, write_mp4
+from .plan import Copy, Plan, PlanSegment
+
+MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
+
+
+def usable(plan: Plan, segments: list[PlanSegment]) -> bool:
+    """True when the direct writer can take this plan (see the module docstring)."""
+    if plan.fmt not in ("mp4", "mov") or plan.video_mode != "copy":
+        return False
+    if plan.audio_mode not in (None, "copy") or plan.audio_codec not in (None, "aac"):
+        return False
+    for seg_plan in plan.segments:
+        index = segments[seg_plan.segment].index
+        video = index.video.info
+        if index.container != MP4_FAMILY or video.codec not in ("h264", "hevc", "mjpeg"):
+            return False
+        if video.codec != "mjpeg" and video.bitstream != "avcc":
+            return False
+        if seg_plan.audio is not None and (index.audio.info.adts or not index.audio.info.extradata):
+            return False
+    return True
+
+
+def execute_mp4(
+    plan: Plan,
+    segments: list[PlanSegment],
+    out_path: Path,
+    progress: Progress,
+    title: str,
+    creation,
+) -> None:
+    """Write `plan` to `out_path` with the direct writer."""
+    spool_path = out_path.with_name(out_path.name + ".spool")
+    output = _Mp4Output(plan, segments, spool_path)
+    try:
+        for seg_plan in plan.segments:
+            progress.check_cancel()
+            SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
+        output.video.finish()
+        output.spool.close()
+        tracks = output.tracks()
+        try:
+            write_mp4(
+                out_path,
+                tracks,
+                [*output.sources, spool_path],
+                brand=plan.fmt,
+                creation_time=creation,
+                title=title,
+                progress=lambda f: progress.tick(0.5 + f / 2),
+                cancelled=progress.cancelled,
+            )
+        except WriteCancelled as error:
+            raise ExportCancelled("the export was cancelled") from error
+    finally:
+        output.spool.close()
+        spool_path.unlink(missing_ok=True)
+
+
+class _Spool:
+    """New sample bytes, appended; the writer copies them like any source."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.size = 0
+
+    def add(self, data: bytes) -> int:
+        offset = self.size
+        self.file.write(data)
+        self.size += len(data)
+        return offset
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+
+
+class _Samples:
+    """Per-sample arrays of one track, appended in pieces, joined once at the end."""
+
+    NAMES = ("pts", "dts", "duration", "sync", "size", "source", "offset", "entry")
+
+    def __init__(self):
+        self.pieces = {name: [] for name in self.NAMES}
+
+    def add(self, **arrays) -> None:
+        count = len(np.atleast_1d(arrays["pts"]))
+        for name in self.NAMES:
+            self.pieces[name].append(np.broadcast_to(np.asarray(arrays[name]), (count,)).copy())
+
+    def joined(self, name: str, dtype) -> np.ndarray:
+        parts = self.pieces[name]
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.pieces["pts"])
+
+
+class _Entries:
+    """Sample entries by content: a segment with other parameter sets gets its own."""
+
+    def __init__(self):
+        self.entries: list[SampleEntry] = []
+
+    def index_of(self, entry: SampleEntry) -> int:
+        if entry not in self.entries:
+            self.entries.append(entry)
+        return self.entries.index(entry)
+
+
+def _colour(info) -> tuple[int, int, int, int] | None:
+    values = (info.color_range, info.color_primaries, info.color_trc, info.colorspace)
+    return values if any(v not in (0, 2) for v in values[1:]) or values[0] else None
+
+
+class _Mp4Output:
+    """Collects the output's samples (ranges of sources or spooled bytes) for the writer."""
+
+    copies_by_range = True
+
+    def __init__(self, plan: Plan, segments: list[PlanSegment], spool_path: Path):
+        self.plan, self.segments = plan, segments
+        self.spool = _Spool(spool_path)
+        self.sources: list[Path] = []
+        self.source_of: dict[Path, int] = {}
+        self.video = _Mp4Video(self, plan, segments)
+        self.audio = _Mp4Audio(self, plan) if plan.audio_mode else None
+        self.written = {"video": 0, "audio": 0}
+
+    def source(self, path: Path) -> int:
+        if path not in self.source_of:
+            self.source_of[path] = len(self.sources)
+            self.sources.append(path)
+        return self.source_of[path]
+
+    def tracks(self) -> list[Track]:
+        spool = len(self.sources)
+        tracks = [self.video.track(spool)]
+        if self.audio is not None and len(self.audio.samples):
+            tracks.append(self.audio.track(spool))
+        planned = self.plan.frames
+        if len(tracks[0].dts) != planned:
+            raise ExportError(
+                f"the plan has {planned} video frames but {len(tracks[0].dts)} were written"
+            )
+        return tracks
+
+
+class _Mp4Video:
+    """The video track: copy runs as index ranges, re-encoded frames spooled."""
+
+    annexb = False
+    nal_codec = True
+    out_avcc = True
+    encoder = None  # no transcoder: the writer takes stream copies only
+
+    def __init__(self, output: _Mp4Output, plan: Plan, segments: list[PlanSegment]):
+        self.output, self.plan = output, plan
+        first = segments[plan.segments[0].segment]
+        self.info = first.index.video.info
+        self.nal_codec = plan.video_codec in ("h264", "hevc")
+        self.length_size = self.info.nal_length_size or 4
+        rates = [s.index.video.info.frame_rate for s in segments]
+        self.rate = max((Fraction(r) for r in rates if r), default=plan.frame_rate)
+        with av.open(str(first.path)) as source:
+            ctx = source.streams.video[0].codec_context
+            self.profile, self.level = ctx.profile, getattr(ctx, "level", 0) or 0
+        self.encoder_sps_id = 0
+        self.queue = InOrder(self)
+        self.samples = _Samples()
+        self.entries = _Entries()
+        self.in_band = plan.video_codec == "hevc" and plan.reencoded_frames > 0
+        self.prefixed = self._copies_after_hevc_runs(plan)
+
+    def _copies_after_hevc_runs(self, plan: Plan) -> set[int]:
+        """Copy runs after an x265 run: their first sample re-sends the parameter sets."""
+        chosen: set[int] = set()
+        if plan.video_codec != "hevc":
+            return chosen
+        after_run = False
+        for step in plan.video_steps():
+            if isinstance(step, Copy):
+                if after_run:
+                    chosen.add(id(step))
+                after_run = False
+            else:
+                after_run = True
+        return chosen
+
+    def _entry(self, info, extradata: bytes | None = None) -> int:
+        return self.entries.index_of(
+            SampleEntry(
+                codec=info.codec,
+                extradata=info.extradata if extradata is None else extradata,
+                width=info.width,
+                height=info.height,
+                color=_colour(info),
+                hevc_in_band=self.in_band,
+            )
+        )
+
+    # -- the queue's writer --
+
+    def write(self, *item) -> None:
+        if item[0] == "range":
+            self._copy_run(item[1], item[2])
+        else:
+            self._spooled(*item)
+
+    def _copy_run(self, seg: PlanSegment, step: Copy) -> None:
+        index = seg.index.video
+        packets = step.packets
+        scale = int(index.info.time_base / self.plan.unit)
+        entry = self._entry(index.info)
+        source = self.output.source(seg.path)
+        offsets = index.pos[packets].copy()
+        sizes = index.size[packets].copy()
+        sources = np.full(len(packets), source)
+        if id(step) in self.prefixed and len(packets):
+            sets = nal.parameter_sets(index.info.extradata, "hevc")
+            prefix = b"".join(len(n).to_bytes(self.length_size, "big") + n for n in sets)
+            with open(seg.path, "rb") as file:
+                file.seek(int(offsets[0]))
+                data = prefix + file.read(int(sizes[0]))
+            offsets[0], sizes[0], sources[0] = self.output.spool.add(data), len(data), -1
+        self.samples.add(
+            pts=step.pts,
+            dts=step.dts,
+            duration=index.duration[packets] * scale,
+            sync=(index.kind[packets] == Kind.IDR) | (index.kind[packets] == Kind.OPEN),
+            size=sizes,
+            source=sources,
+            offset=offsets,
+            entry=entry,
+        )
+
+    def _spooled(self, data: bytes, pts: int, dts: int, keyframe: bool, duration: int) -> None:
+        # An x264 run's own SPS/PPS (other ids) travel in band under the copy's sample entry:
+        # a sample entry of their own made GStreamer read the run's colour range differently
+        # from the copied frames' (a visible contrast jump at the splice).
+        entry = self._entry(self.info)
+        offset = self.output.spool.add(data)
+        self.samples.add(
+            pts=pts,
+            dts=dts,
+            duration=duration,
+            sync=keyframe,
+            size=len(data),
+            source=-1,
+            offset=offset,
+            entry=entry,
+        )
+
+    def encoded(self, data: bytes) -> bytes:
+        return nal.annexb_to_avcc(data, self.length_size) if self.nal_codec else data
+
+    def new_smart_encoder(self, width: int, height: int):
+        self.encoder_sps_id = self.encoder_sps_id % 31 + 1
+        ctx = smart_encoder(
+            self.plan.video_codec,
+            self.info,
+            width,
+            height,
+            self.rate,
+            self.profile,
+            self.level,
+            self.encoder_sps_id,
+        )
+        return Encoder(self, ctx, own=True)
+
+    def finish(self) -> None:
+        self.queue.drain_all()
+
+    def track(self, spool: int) -> Track:
+        samples = self.samples
+        dts = samples.joined("dts", np.int64)
+        source = samples.joined("source", np.int32)
+        source[source < 0] = spool
+        return Track(
+            media="video",
+            timescale=int(1 / self.plan.unit),
+            entries=self.entries.entries,
+            dts=dts,
+            cts=(samples.joined("pts", np.int64) - dts).astype(np.int32),
+            duration=samples.joined("duration", np.int32),
+            sync=samples.joined("sync", bool),
+            size=samples.joined("size", np.int32),
+            source=source,
+            offset=samples.joined("offset", np.int64),
+            entry=samples.joined("entry", np.uint8),
+            presentation_start=0,
+        )
+
+
+class _Mp4Audio:
+    """The audio track: copied AAC frames as index ranges, on the sample-rate clock."""
+
+    transcoder = None
+
+    def __init__(self, output: _Mp4Output, plan: Plan):
+        self.output, self.plan = output, plan
+        self.samples = _Samples()
+        self.entries = _Entries()
+        self.rate = 0
+
+    def copy_range(self, seg: PlanSegment, run) -> None:
+        index = seg.index.audio
+        info = index.info
+        self.rate = self.rate or info.sample_rate
+        to_rate = self.plan.unit * self.rate  # plan ticks -> samples (exact: see plan._unit)
+        entry = self.entries.index_of(
+            SampleEntry(
+                codec="aac",
+                extradata=info.extradata,
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+            )
+        )
+        packets = run.packets
+        pts = (run.pts * to_rate.numerator) // to_rate.denominator
+        duration = (run.duration * to_rate.numerator) // to_rate.denominator
+        self.samples.add(
+            pts=pts,
+            dts=pts,
+            duration=duration,
+            sync=True,
+            size=index.size[packets],
+            source=self.output.source(seg.path),
+            offset=index.pos[packets],
+            entry=entry,
+        )
+
+    def track(self, spool: int) -> Track:
+        samples = self.samples
+        dts = samples.joined("dts", np.int64)
+        return Track(
+            media="audio",
+            timescale=self.rate,
+            entries=self.entries.entries,
+            dts=dts,
+            cts=np.zeros(len(dts), np.int32),
+            duration=samples.joined("duration", np.int32),
+            sync=samples.joined("sync", bool),
+            size=samples.joined("size", np.int32),
+            source=samples.joined("source", np.int32),
+            offset=samples.joined("offset", np.int64),
+            entry=samples.joined("entry", np.uint8),
+            presentation_start=max(0, int(dts[0])),
+        )
