@@ -8,13 +8,14 @@ the stored one, anything else is indexed afresh.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from exports.archive import ArchiveError, segment_abspath
 from exports.media.frameindex import SegmentIndex, build_index
@@ -23,6 +24,7 @@ from exports.models import Camera, Segment, SegmentFrameIndex
 # What the cache did in this process: "hit", "built", "extended", "uncached" (file outside
 # the archive index). For figures and tests; never reset by the program.
 counts: Counter[str] = Counter()
+log = logging.getLogger(__name__)
 
 
 def indexer(camera: Camera, segments: Iterable[Segment] = ()) -> Callable[[Path], SegmentIndex]:
@@ -38,14 +40,20 @@ def indexer(camera: Camera, segments: Iterable[Segment] = ()) -> Callable[[Path]
 
 
 def index_for(camera: Camera, path: Path, *, known: dict | None = None) -> SegmentIndex:
-    """The frame index of `path`, a file of `camera`'s archive: cached, extended or built."""
+    """The frame index of `path`, a file of `camera`'s archive: cached, extended or built.
+
+    The cache only saves time: while the database is unreachable the file is indexed afresh
+    and the export goes on (the job itself retries its own database steps).
+    """
     path = Path(path)
-    segment = (known or {}).get(str(path)) or _segment(camera, path)
+    try:
+        segment, row = _lookup(camera, path, known or {})
+    except (OperationalError, InterfaceError) as error:
+        return _uncached(path, error)
     if segment is None:
         counts["uncached"] += 1
         return build_index(path)
     stat = os.stat(path)
-    row = SegmentFrameIndex.objects.filter(segment=segment).first()
     stored = _stored(row, path)
     if stored is not None and (row.size, row.mtime) == (stat.st_size, stat.st_mtime):
         counts["hit"] += 1
@@ -53,8 +61,26 @@ def index_for(camera: Camera, path: Path, *, known: dict | None = None) -> Segme
     grown = stored is not None and row.size < stat.st_size
     index = build_index(path, stored if grown else None)
     counts["extended" if grown else "built"] += 1
-    _store(segment, index)
+    try:
+        _store(segment, index)
+    except (OperationalError, InterfaceError) as error:
+        log.warning("frame index of %s not cached: %s", path.name, error)
+        connection.close()  # broken: the next query reconnects
     return index
+
+
+def _lookup(camera: Camera, path: Path, known: dict):
+    segment = known.get(str(path)) or _segment(camera, path)
+    if segment is None:
+        return None, None
+    return segment, SegmentFrameIndex.objects.filter(segment=segment).first()
+
+
+def _uncached(path: Path, error: Exception) -> SegmentIndex:
+    log.warning("frame index cache unavailable (%s); indexing %s afresh", error, path.name)
+    connection.close()
+    counts["uncached"] += 1
+    return build_index(path)
 
 
 def _segment(camera: Camera, path: Path) -> Segment | None:

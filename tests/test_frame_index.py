@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from django.db import OperationalError, connection
 
 from exports import frame_cache
 from exports.archive import index_camera
@@ -483,3 +484,20 @@ def test_file_outside_the_archive_index_is_indexed_but_not_stored(archive_dir, t
     stray = segment(tmp_path, "stray.mp4", synth.SegmentSpec(**SMALL))
     assert len(frame_cache.index_for(camera, stray).video) == 50
     assert not SegmentFrameIndex.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_costs_the_cache_not_the_export(archive_dir):
+    if connection.vendor != "postgresql":
+        pytest.skip("cutting the connection needs PostgreSQL (set DATABASE_URL)")
+    camera = archive_camera(archive_dir, ["2026-03-01_08-00-00.mp4"])
+    path = next(archive_dir.iterdir())
+    with pytest.raises(OperationalError), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    before = frame_cache.counts.copy()
+    index = frame_cache.index_for(camera, path)
+    assert frame_cache.counts - before == Counter(uncached=1)
+    assert index.to_bytes() == build_index(path).to_bytes()
+    # The connection is usable again: the next lookup builds and stores the index.
+    frame_cache.index_for(camera, path)
+    assert SegmentFrameIndex.objects.filter(segment__camera=camera).count() == 1
