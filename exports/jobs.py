@@ -269,6 +269,8 @@ def execute_task(
             result = _run_engine(task, out_path, reporter)
         if reporter.stalled:  # the engine skipped what hung: not a file to hand out
             raise ExportStalled("the archive hung")
+        if not _finish(task, out_path, result, keep_in_exports):
+            return None
     except Exception as error:  # noqa: BLE001 - the row must never stay InProgress
         message = failure_message(task, error, reporter)
         if message is None:  # cancelled, or replaced by a newer run
@@ -276,8 +278,6 @@ def execute_task(
             log.info("export %s (attempt %s) stopped", task.id, task.attempt_id)
             return None
         _fail(task, out_path, keep_in_exports, message)
-        return None
-    if not _finish(task, out_path, result, keep_in_exports):
         return None
     return result
 
@@ -371,8 +371,8 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
         with transaction.atomic():
             if not this_attempt(task).update(**fields):
                 return False
-            if keep_in_exports:
-                os.replace(out_path, final)
+            if keep_in_exports and (out_path.exists() or not final.is_file()):
+                os.replace(out_path, final)  # (already there if a first commit was lost)
             _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest,
                    technique=fields["technique"])
             return True

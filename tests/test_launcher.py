@@ -136,7 +136,15 @@ def test_supervisor_restarts_what_died_survives_redis_away_and_dies_with_the_lau
         redis_pid = int(redis_line.group(1))
         before = workers_of(launcher.pid)
         assert len(before) == 2
-        os.kill(before[0], signal.SIGKILL)
+        # The worker running rq's scheduler (a child process of its own) is the one to kill:
+        # its scheduler must not live on as an orphan holding the scheduler lock.
+        victim = wait_until(
+            lambda: next((pid for pid in before if psutil.Process(pid).children()), None),
+            60, "a worker to start rq's scheduler",
+        )
+        its_children = [p.pid for p in psutil.Process(victim).children(recursive=True)]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: all(map(process_gone, its_children)), 60, "its scheduler to exit")
         wait_until(
             lambda: len(set(workers_of(launcher.pid)) - set(before)) == 1, 60,
             "the killed worker to be started again",
@@ -151,10 +159,16 @@ def test_supervisor_restarts_what_died_survives_redis_away_and_dies_with_the_lau
                 time.sleep(0.5)
         finally:
             os.kill(redis_pid, signal.SIGCONT)
-        wait_until(
-            lambda: healthz(port).get("Redis") == "ok" and healthz(port).get("Workers") == 2,
-            120, "the service to be whole again after Redis came back",
-        )
+        seen = []
+
+        def whole():
+            seen.append(healthz(port))
+            return seen[-1].get("Redis") == "ok" and seen[-1].get("Workers") == 2
+
+        try:
+            wait_until(whole, 180, "the service to be whole again after Redis came back")
+        except AssertionError:
+            raise AssertionError(f"last /healthz: {seen[-1]}") from None
         assert launcher.poll() is None
 
         everything = [p.pid for p in descendants(launcher.pid)] + [redis_pid]
