@@ -31,14 +31,21 @@ def clean_env(**extra) -> dict:
 def planned_commands(target: str, tmp_path) -> list[str]:
     """The commands `make TARGET` would run on a machine without a venv (make -n runs nothing)."""
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=BASE_DIR,
-        capture_output=True, text=True, check=True,
+        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return done.stdout.splitlines()
 
 
 def test_make_run_installs_the_server_without_the_dev_tools(tmp_path):
-    installs = [line for line in planned_commands("run", tmp_path) if "pip install" in line and " -e " in line]
+    installs = [
+        line
+        for line in planned_commands("run", tmp_path)
+        if "pip install" in line and " -e " in line
+    ]
     assert installs and all("[dev]" not in line for line in installs)
     dev_installs = [line for line in planned_commands("test", tmp_path) if "[dev]" in line]
     assert dev_installs
@@ -46,8 +53,11 @@ def test_make_run_installs_the_server_without_the_dev_tools(tmp_path):
 
 def test_manage_py_without_a_database_says_what_to_run(tmp_path):
     done = subprocess.run(
-        [sys.executable, "manage.py", "index_archive"], cwd=BASE_DIR,
-        env=clean_env(PSIMEXPORT_DATA=str(tmp_path / "fresh")), capture_output=True, text=True,
+        [sys.executable, "manage.py", "index_archive"],
+        cwd=BASE_DIR,
+        env=clean_env(PSIMEXPORT_DATA=str(tmp_path / "fresh")),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
@@ -65,9 +75,12 @@ def free_port() -> int:
 def test_make_run_ends_with_the_address_user_name_and_new_password(tmp_path):
     port = free_port()
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "psimexport.launcher"], cwd=BASE_DIR,
+        [sys.executable, "-m", "psimexport.launcher"],
+        cwd=BASE_DIR,
         env=clean_env(PSIMEXPORT_DATA=str(tmp_path / "data"), PORT=str(port), PSIMEXPORT_DEMO="0"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines = []
     try:
@@ -93,8 +106,12 @@ def test_make_run_ends_with_the_address_user_name_and_new_password(tmp_path):
         page = opener.open(login_url).read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
         form = urllib.parse.urlencode(
-            {"csrfmiddlewaretoken": token, "username": "admin", "password": password,
-             "next": "/admin/"}
+            {
+                "csrfmiddlewaretoken": token,
+                "username": "admin",
+                "password": password,
+                "next": "/admin/",
+            }
         ).encode()
         request = urllib.request.Request(login_url, data=form, headers={"Referer": login_url})
         assert "Site administration" in opener.open(request).read().decode()
