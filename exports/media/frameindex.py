@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from exports.media import nal
+from exports.media import mp4index, nal
 
 FORMAT_VERSION = 1
 _MAGIC = b"PSFI"
@@ -226,14 +226,36 @@ class FrameIndexError(Exception):
     """The file cannot be indexed at all (missing, unreadable)."""
 
 
-def build_index(path: Path, previous: SegmentIndex | None = None) -> SegmentIndex:
+MP4_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's name for its mov demuxer
+MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide")
+PREFIX_BYTES = 64  # read of each video sample's start: NAL lengths and slice headers
+
+
+def build_index(
+    path: Path, previous: SegmentIndex | None = None, method: str = "auto"
+) -> SegmentIndex:
     """Demux without decoding (+ NAL header inspection). `previous`: an older index of the same
-    growing file; extend it instead of starting over where the container allows (MPEG-TS)."""
+    growing file; extend it instead of starting over where the container allows (MPEG-TS).
+
+    `method` "auto" reads an MP4/MOV file's sample tables directly (`mp4index`), falling back
+    to demuxing with PyAV for anything those tables cannot say exactly; "demux" always demuxes.
+    """
     path = Path(path)
     try:
         stat = os.stat(path)
     except OSError as error:
         raise FrameIndexError(f"{path.name}: {error.strerror or error}") from error
+    if method == "auto":
+        try:
+            return build_mp4_index(path, stat)
+        except mp4index.Unsupported:
+            pass
+    elif method != "demux":
+        raise ValueError(f"unknown frame index method {method!r}")
+    return _demux_index(path, stat, previous)
+
+
+def _demux_index(path: Path, stat: os.stat_result, previous: SegmentIndex | None):
     try:
         container = av.open(
             str(path), options={"correct_ts_overflow": "0"}, metadata_errors="ignore"
@@ -244,6 +266,163 @@ def build_index(path: Path, previous: SegmentIndex | None = None) -> SegmentInde
         )
     with container:
         return _Indexer(container, path, stat).run(previous)
+
+
+def build_mp4_index(path: Path, stat: os.stat_result) -> SegmentIndex:
+    """The index of an MP4/MOV file from its moov box and the first bytes of each video sample,
+    equal to what demuxing gives (tests/test_frame_index_mp4.py); raises mp4index.Unsupported
+    for files it cannot read so (not MP4, fragmented, no moov, codecs or tables not handled)."""
+    with open(path, "rb") as file:
+        fd = file.fileno()
+        if os.pread(fd, 8, 0)[4:8] not in MP4_FIRST_BOXES:
+            raise mp4index.Unsupported("not an MP4/MOV file")
+        found = mp4index.tracks(mp4index.read_moov(fd, stat.st_size))
+        by_media = {}
+        for track in found:
+            if track.media in by_media:
+                raise mp4index.Unsupported(f"more than one {track.media} track")
+            by_media[track.media] = track
+        damaged = _cut_at_end(list(by_media.values()), stat.st_size)
+        streams = {media: _mp4_stream(track, fd) for media, track in by_media.items()}
+    return SegmentIndex(
+        path=path,
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+        container=MP4_FORMAT,
+        video=streams.get("video"),
+        audio=streams.get("audio"),
+        damaged=damaged,
+        packets_read=sum(len(stream) for stream in streams.values()),
+    )
+
+
+def _cut_at_end(tracks: list, file_size: int) -> str:
+    """A file cut short (moov in front, mdat truncated): keep what the demuxer reads before the
+    first sample, in file order, that the file does not hold whole - as `_Indexer` does."""
+    ends = [track.pos + track.size for track in tracks]
+    beyond = [track.pos[end > file_size] for track, end in zip(tracks, ends, strict=True)]
+    cuts = [int(positions.min()) for positions in beyond if len(positions)]
+    if not cuts:
+        return ""
+    cut = min(cuts)
+    if cut >= file_size:
+        raise mp4index.Unsupported("samples start past the end of the file")
+    for track in tracks:
+        if np.any(np.diff(track.pos) < 0):
+            raise mp4index.Unsupported("samples out of file order in a damaged file")
+        keep = int(np.searchsorted(track.pos, cut))
+        for name in ("dts", "pts", "duration", "pos", "size", "key"):
+            setattr(track, name, getattr(track, name)[:keep])
+    return f"file ends inside the packet at byte {cut}"
+
+
+def _mp4_stream(track, fd: int) -> StreamIndex:
+    info = _mp4_info(track)
+    kind = np.where(track.key, Kind.IDR, Kind.INTER).astype(np.uint8)
+    recovery = np.zeros(len(kind), dtype=np.int16)
+    if track.media == "video" and track.codec in NAL_CODECS:
+        for row, (pos, size) in enumerate(
+            zip(track.pos.tolist(), track.size.tolist(), strict=True)
+        ):
+            units = _first_nal_units(fd, pos, size, info.nal_length_size, track.codec)
+            kind[row], recovery[row] = _classify_nal_units(track.codec, units, bool(track.key[row]))
+    elif track.media == "video" and track.codec not in INTRA_ONLY_CODECS:
+        raise mp4index.Unsupported(f"video codec {track.codec}")
+    else:
+        kind[:] = Kind.IDR
+    pts, duration = track.pts.astype(np.int64), track.duration.astype(np.int64)
+    guessed = duration <= 0
+    nominal = _nominal(info)
+    _fill_durations(pts, duration, guessed, nominal)
+    if track.codec == "h264":
+        _mark_h264_leading(pts, kind)
+    return StreamIndex(
+        info=info,
+        pts=pts,
+        dts=track.dts.astype(np.int64),
+        duration=duration,
+        pos=track.pos.astype(np.int64),
+        size=track.size.astype(np.int32),
+        kind=kind,
+        recovery=recovery,
+        guessed=guessed,
+    )
+
+
+def _mp4_info(track) -> StreamInfo:
+    bitstream, length_size = _bitstream(track.codec, track.extradata)
+    if track.codec in NAL_CODECS and bitstream != "avcc":
+        raise mp4index.Unsupported("NAL units without an avcC/hvcC record")
+    common = {
+        "media": track.media,
+        "codec": track.codec,
+        "time_base": Fraction(1, track.timescale),
+        "extradata": track.extradata,
+        "bitstream": bitstream,
+        "nal_length_size": length_size,
+    }
+    if track.media == "audio":
+        return StreamInfo(
+            **common,
+            sample_rate=track.sample_rate,
+            channels=track.channels,
+            frame_size=track.frame_size,
+        )
+    color_range, primaries, trc, matrix = track.color
+    if track.codec == "hevc" and not color_range:
+        color_range = 1  # FFmpeg's HEVC decoder reports limited range when nothing says
+    return StreamInfo(
+        **common,
+        width=track.width,
+        height=track.height,
+        pix_fmt=track.pix_fmt,
+        color_range=color_range,
+        color_primaries=primaries,
+        color_trc=trc,
+        colorspace=matrix,
+        frame_rate=track.frame_rate,
+    )
+
+
+def _nominal(info: StreamInfo) -> int:
+    """A frame's nominal duration in the stream's time base (as `_Collector` computes it)."""
+    tb = info.time_base
+    if info.media == "audio":
+        if info.frame_size and info.sample_rate:
+            return max(1, round(Fraction(info.frame_size, info.sample_rate) / tb))
+        return 0
+    rate = info.frame_rate
+    return max(1, round(1 / (rate * tb))) if rate else 0
+
+
+def _first_nal_units(fd: int, pos: int, size: int, length_size: int, codec: str) -> list:
+    """The NAL units at the start of a sample, up to and including the first slice (only its
+    header bytes): SEI units whole, others cut short - what `_h264_kind`/`_hevc_kind` look at."""
+    sei = {"h264": (nal.H264_SEI,), "hevc": (nal.HEVC_PREFIX_SEI,)}[codec]
+    units, at, end = [], pos, pos + size
+    data = os.pread(fd, min(PREFIX_BYTES, size), pos)
+    offset = 0  # of `at` in `data`, which starts at byte `at - offset`
+    while at + length_size <= end:
+        if offset + length_size + 2 > len(data):
+            data, offset = os.pread(fd, min(PREFIX_BYTES, end - at), at), 0
+        unit_size = int.from_bytes(data[offset : offset + length_size], "big")
+        start = at + length_size
+        head = data[offset + length_size : offset + length_size + 2]
+        if not unit_size or len(head) < 2:
+            at, offset = start + unit_size, offset + length_size + unit_size
+            continue
+        nal_type = nal.h264_nal_type(head) if codec == "h264" else nal.hevc_nal_type(head)
+        vcl = nal_type in (nal.H264_SLICE, nal.H264_IDR) if codec == "h264" else nal_type < 32
+        wanted = min(unit_size, end - start) if nal_type in sei else min(unit_size, 48)
+        if offset + length_size + wanted <= len(data):
+            unit = data[offset + length_size : offset + length_size + wanted]
+        else:
+            unit = os.pread(fd, wanted, start)
+        units.append(unit)
+        if vcl:
+            break
+        at, offset = start + unit_size, offset + length_size + unit_size
+    return units
 
 
 class _Indexer:
@@ -467,14 +646,13 @@ class _Collector:
     def _classify(self, data: bytes, keyframe: bool) -> tuple[int, int]:
         if self.media != "video" or self.codec in INTRA_ONLY_CODECS:
             return Kind.IDR, 0
+        if self.codec not in NAL_CODECS:
+            return (Kind.IDR if keyframe else Kind.INTER), 0
         try:
-            if self.codec == "h264":
-                return _h264_kind(nal.nal_units(data, self.length_size))
-            if self.codec == "hevc":
-                return _hevc_kind(nal.nal_units(data, self.length_size))
+            units = nal.nal_units(data, self.length_size)
         except (ValueError, IndexError):
-            pass  # a header we cannot read: trust the demuxer's key flag
-        return (Kind.IDR if keyframe else Kind.INTER), 0
+            units = None
+        return _classify_nal_units(self.codec, units, keyframe)
 
     def finish(self) -> StreamIndex:
         pts = np.array(self.pts, dtype=np.int64)
@@ -557,6 +735,16 @@ def _bitstream(codec: str, extradata: bytes) -> tuple[str, int]:
     if nal.is_avcc(extradata):
         return "avcc", nal.length_size(extradata, codec)
     return "annexb", 0
+
+
+def _classify_nal_units(codec: str, units: list | None, keyframe: bool) -> tuple[int, int]:
+    """Kind and recovery count of an H.264/HEVC frame from its (first) NAL units."""
+    try:
+        if units is not None:
+            return (_h264_kind if codec == "h264" else _hevc_kind)(units)
+    except (ValueError, IndexError):
+        pass  # a header we cannot read: trust the demuxer's key flag
+    return (Kind.IDR if keyframe else Kind.INTER), 0
 
 
 def _h264_kind(nals: list) -> tuple[int, int]:
