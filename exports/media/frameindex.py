@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import os
 import struct
@@ -747,6 +748,22 @@ def _classify_nal_units(codec: str, units: list | None, keyframe: bool) -> tuple
     return (Kind.IDR if keyframe else Kind.INTER), 0
 
 
+def _slice_type(unit) -> int:
+    """nal.h264_slice_type, looked up by the header's second byte when it holds both codes
+    (first_mb_in_slice 0 is the single bit 1, slice_type at most 7 bits): one parse per value
+    instead of one per frame."""
+    known = _slice_type_of_byte(unit[1]) if len(unit) > 1 and unit[1] & 0x80 else None
+    return nal.h264_slice_type(unit) if known is None else known
+
+
+@functools.lru_cache(maxsize=128)
+def _slice_type_of_byte(value: int) -> int | None:
+    try:
+        return nal.h264_slice_type(bytes((nal.H264_SLICE, value)))
+    except ValueError:  # a slice_type code longer than the byte (not a valid stream)
+        return None
+
+
 def _h264_kind(nals: list) -> tuple[int, int]:
     """IDR slice -> IDR; all slices I/SI -> OPEN; recovery point SEI (count > 0) -> RECOVERY."""
     recovery, intra = None, None
@@ -758,7 +775,7 @@ def _h264_kind(nals: list) -> tuple[int, int]:
             found = nal.sei_recovery_frame_cnt(unit)
             recovery = found if found is not None else recovery
         elif nal_type == nal.H264_SLICE:
-            intra = nal.h264_slice_type(unit) in (2, 4)  # I, SI
+            intra = _slice_type(unit) in (2, 4)  # I, SI
             if not intra:
                 break
     if intra:
