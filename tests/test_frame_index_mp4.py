@@ -110,6 +110,27 @@ def test_64_bit_chunk_offsets(tmp_path):
     assert np.array_equal(fast.video.pos, plain.video.pos)
 
 
+@pytest.mark.parametrize(("last", "jump_at"), [(1024, None), (700, None), (512, 5)])
+def test_irregular_sample_durations(tmp_path, last, jump_at):
+    """A longer or odd last frame, a jump in the middle: several stts entries, whose average
+    rate FFmpeg takes over all of them."""
+    source = segment(tmp_path, "s.mp4", synth.SegmentSpec(acodec=None, **SMALL))
+    path = tmp_path / "odd.mp4"
+    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        packets = [packet for packet in inp.demux(inp.streams.video[0]) if packet.size]
+        for number, packet in enumerate(packets):
+            if number == len(packets) - 1:
+                packet.duration = last
+            if jump_at is not None and number >= jump_at:
+                packet.pts += 100
+                packet.dts += 100
+            packet.stream = stream
+            out.mux(packet)
+    fast, _ = fast_and_demuxed(path)
+    assert fast.video.info.frame_rate != 25
+
+
 # -- what is left to the demuxer ---------------------------------------------------------------
 
 
@@ -221,3 +242,4 @@ def _rewrite(data: bytes) -> bytes:
 
 def test_rate_is_the_stts_rate_fraction():
     assert mp4index._average_rate(np.array([[10, 512]]), 12800) == Fraction(25)
+    assert mp4index._average_rate(np.array([[49, 512], [1, 1024]]), 12800) == Fraction(1250, 51)

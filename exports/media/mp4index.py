@@ -476,7 +476,10 @@ def _sizes(data: bytes, boxes: dict) -> np.ndarray:
         constant = struct.unpack_from(">I", data, start + 4)[0]
         if constant:
             raise Unsupported("constant sample size (FFmpeg packs such samples per chunk)")
-        return _table(data, _one(boxes, b"stsz"), 4, 1, ">u4")[:, 0]
+        sizes = _table(data, _one(boxes, b"stsz"), 4, 1, ">u4")[:, 0]
+        if np.any(sizes == 0):
+            raise Unsupported("empty samples (the demuxer skips them)")
+        return sizes
     raise Unsupported("no stsz (stz2 is not read)")
 
 
@@ -505,9 +508,6 @@ def _positions(data: bytes, boxes: dict, sizes: np.ndarray) -> np.ndarray:
 
 
 def _average_rate(stts: np.ndarray, timescale: int) -> Fraction | None:
-    """avg_frame_rate as FFmpeg's mov_read_header sets it from stts."""
+    """avg_frame_rate as FFmpeg's mov demuxer sets it: samples per total stts duration."""
     total = int(np.sum(stts[:, 0] * stts[:, 1]))
-    rate = Fraction(timescale * int(stts[:, 0].sum()), total) if total > 0 else None
-    if len(stts) == 1 or (len(stts) == 2 and stts[1, 0] == 1):
-        rate = Fraction(timescale, int(stts[0, 1])) if stts[0, 1] else rate
-    return rate
+    return Fraction(timescale * int(stts[:, 0].sum()), total) if total > 0 else None
