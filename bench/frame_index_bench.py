@@ -32,6 +32,7 @@ from exports.media.frameindex import build_index  # noqa: E402
 def demux_index(path: Path):
     return build_index(path, method="demux")
 
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SIZES = ((1920, 1080), (640, 360))
 

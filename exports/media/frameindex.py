@@ -5,6 +5,12 @@ exactly which frames it can copy, where decoding may start and which leading pic
 previous GOP, without touching the media again. MPEG-TS timestamps are unwrapped here, per
 stream (FFmpeg's own unwrapping is switched off so this code sees the real 33-bit values).
 An index serialises to a few bytes per frame (`to_bytes`) for the cache beside the archive index.
+
+MP4/MOV files are not demuxed: their moov sample tables (`mp4index`) give every packet's
+timestamps, offsets and sizes, and a few bytes read from the start of each video sample give
+its kind - the same index, about 7x faster for a 10 s 1080p segment. Files those tables
+cannot describe exactly (fragmented, no moov, other codecs, edit lists FFmpeg would cut)
+are demuxed.
 """
 
 from __future__ import annotations

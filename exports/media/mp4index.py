@@ -23,8 +23,6 @@ class Unsupported(Exception):
 
 
 VIDEO_CODECS = {b"avc1": "h264", b"hvc1": "hevc", b"hev1": "hevc", b"jpeg": "mjpeg"}
-FULL_BOXES = {b"meta"}  # containers that are also FullBoxes (4 bytes before their children)
-CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
 AAC_RATES = (
     96000,
     88200,
