@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from exports.media import mp4index, synth
+from exports.media import frameindex, mp4index, nal, synth
 from exports.media.frameindex import Kind, build_index, build_mp4_index
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
@@ -53,6 +53,11 @@ STREAMS = {
     "full-range": synth.SegmentSpec(full_range=True, bframes=2, **SMALL),
     "vfr": synth.SegmentSpec(rate_drops=((0.6, 1.6),), **SMALL),
     "no-audio": synth.SegmentSpec(acodec=None, **SMALL),
+    # several slices a frame: each must be intra for an open random access point
+    "slices": synth.SegmentSpec(
+        bframes=2, gop=24, open_gop=True, x264_extra={"slices": 3}, **SMALL
+    ),
+    "slices-refresh": synth.SegmentSpec(intra_refresh=True, x264_extra={"slices": 2}, **SMALL),
 }
 
 
@@ -79,6 +84,29 @@ def test_the_streams_have_the_kinds_and_edits_they_are_meant_to(tmp_path):
     assert found["full-range"].video.info.color_range == 2
     assert len(set(np.diff(np.sort(found["vfr"].video.pts)).tolist())) == 2
     assert found["closed-b"].video.dts[0] < 0 and found["closed-b"].audio.dts[0] < 0
+
+
+@pytest.mark.parametrize("name", ["slices", "hevc-cra", "closed-b"])
+def test_sample_heads_are_the_first_bytes_of_each_nal_unit(tmp_path, name):
+    """What the classifiers get from the few bytes read: every NAL unit they look at, in order,
+    each the start of (SEI: all of) the unit demuxing gives."""
+    path = segment(tmp_path, name + ".mp4", STREAMS[name])
+    video = build_index(path).video
+    length, codec = video.info.nal_length_size, video.info.codec
+    data = path.read_bytes()
+    slices = 0
+    with open(path, "rb") as file:
+        for pos, size in zip(video.pos.tolist(), video.size.tolist(), strict=True):
+            whole = [bytes(u) for u in nal.nal_units(data[pos : pos + size], length)]
+            heads = frameindex._sample_nal_units(file.fileno(), pos, size, length, codec)
+            assert 0 < len(heads) <= len(whole)
+            for head, unit in zip(heads, whole, strict=False):
+                assert unit.startswith(head) and len(head) >= min(len(unit), 24)
+            if codec == "h264" and nal.h264_nal_type(heads[-1]) != nal.H264_IDR:
+                assert len(heads) == len(whole)
+            if codec == "h264":
+                slices = max(slices, sum(nal.h264_nal_type(u) in (1, 5) for u in whole))
+    assert slices > 1 or codec == "hevc"  # several slices a frame: all of them are read
 
 
 def test_a_ten_second_long_gop_segment(tmp_path):

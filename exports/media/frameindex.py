@@ -236,6 +236,7 @@ class FrameIndexError(Exception):
 MP4_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's name for its mov demuxer
 MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide")
 PREFIX_BYTES = 64  # read of each video sample's start: NAL lengths and slice headers
+UNIT_HEAD_BYTES = 48  # of a NAL unit other than SEI: more than nal.h264_slice_type reads
 
 
 def build_index(
@@ -331,7 +332,7 @@ def _mp4_stream(track, fd: int) -> StreamIndex:
         for row, (pos, size) in enumerate(
             zip(track.pos.tolist(), track.size.tolist(), strict=True)
         ):
-            units = _first_nal_units(fd, pos, size, info.nal_length_size, track.codec)
+            units = _sample_nal_units(fd, pos, size, info.nal_length_size, track.codec)
             kind[row], recovery[row] = _classify_nal_units(track.codec, units, bool(track.key[row]))
     elif track.media == "video" and track.codec not in INTRA_ONLY_CODECS:
         raise mp4index.Unsupported(f"video codec {track.codec}")
@@ -402,33 +403,36 @@ def _nominal(info: StreamInfo) -> int:
     return max(1, round(1 / (rate * tb))) if rate else 0
 
 
-def _first_nal_units(fd: int, pos: int, size: int, length_size: int, codec: str) -> list:
-    """The NAL units at the start of a sample, up to and including the first slice (only its
-    header bytes): SEI units whole, others cut short - what `_h264_kind`/`_hevc_kind` look at."""
-    sei = {"h264": (nal.H264_SEI,), "hevc": (nal.HEVC_PREFIX_SEI,)}[codec]
+def _sample_nal_units(fd: int, pos: int, size: int, length_size: int, codec: str) -> list:
+    """The NAL units of a sample as `_h264_kind`/`_hevc_kind` use them, read with a few small
+    preads: SEI units whole, the others cut to their first bytes (a slice header's start).
+    Stops where the classifiers stop looking: HEVC at the first VCL unit, H.264 at an IDR
+    slice (other slices are all read: one that is not intra makes the frame INTER)."""
+    sei = nal.H264_SEI if codec == "h264" else nal.HEVC_PREFIX_SEI
     units, at, end = [], pos, pos + size
-    data = os.pread(fd, min(PREFIX_BYTES, size), pos)
-    offset = 0  # of `at` in `data`, which starts at byte `at - offset`
+    data, base = b"", pos  # file bytes from `base`
     while at + length_size <= end:
-        if offset + length_size + 2 > len(data):
-            data, offset = os.pread(fd, min(PREFIX_BYTES, end - at), at), 0
-        unit_size = int.from_bytes(data[offset : offset + length_size], "big")
+        if at + length_size + 1 > base + len(data):
+            data, base = os.pread(fd, min(PREFIX_BYTES, end - at), at), at
+        unit_size = int.from_bytes(data[at - base : at - base + length_size], "big")
         start = at + length_size
-        head = data[offset + length_size : offset + length_size + 2]
-        if not unit_size or len(head) < 2:
-            at, offset = start + unit_size, offset + length_size + unit_size
+        at = start + unit_size
+        if not unit_size:
             continue
-        nal_type = nal.h264_nal_type(head) if codec == "h264" else nal.hevc_nal_type(head)
-        vcl = nal_type in (nal.H264_SLICE, nal.H264_IDR) if codec == "h264" else nal_type < 32
-        wanted = min(unit_size, end - start) if nal_type in sei else min(unit_size, 48)
-        if offset + length_size + wanted <= len(data):
-            unit = data[offset + length_size : offset + length_size + wanted]
+        wanted = min(unit_size, end - start)  # as nal.nal_units: cut at the sample's end
+        if not wanted:
+            units.append(b"")
+            continue
+        first = data[start - base]
+        nal_type = first & 0x1F if codec == "h264" else (first >> 1) & 0x3F
+        if nal_type != sei:
+            wanted = min(wanted, UNIT_HEAD_BYTES)
+        if start + wanted <= base + len(data):
+            units.append(data[start - base : start - base + wanted])
         else:
-            unit = os.pread(fd, wanted, start)
-        units.append(unit)
-        if vcl:
+            units.append(os.pread(fd, wanted, start))
+        if nal_type == nal.H264_IDR if codec == "h264" else nal_type < 32:
             break
-        at, offset = start + unit_size, offset + length_size + unit_size
     return units
 
 
