@@ -393,7 +393,7 @@ def _mp4_info(track) -> StreamInfo:
 
 
 def _nominal(info: StreamInfo) -> int:
-    """A frame's nominal duration in the stream's time base (as `_Collector` computes it)."""
+    """A frame's nominal duration in the stream's time base: what fills missing durations."""
     tb = info.time_base
     if info.media == "audio":
         if info.frame_size and info.sample_rate:
@@ -690,14 +690,7 @@ class _Collector:
         )
 
     def _nominal_duration(self) -> int:
-        tb = self.stream.time_base
-        context = self.stream.codec_context
-        if self.media == "audio":
-            if context.frame_size and context.sample_rate:
-                return max(1, round(Fraction(context.frame_size, context.sample_rate) / tb))
-            return 0
-        rate = _frame_rate(self.stream)
-        return max(1, round(1 / (rate * tb))) if rate else 0
+        return _nominal(self._info())
 
     def _info(self) -> StreamInfo:
         context = self.stream.codec_context
