@@ -5,12 +5,19 @@ exactly which frames it can copy, where decoding may start and which leading pic
 previous GOP, without touching the media again. MPEG-TS timestamps are unwrapped here, per
 stream (FFmpeg's own unwrapping is switched off so this code sees the real 33-bit values).
 An index serialises to a few bytes per frame (`to_bytes`) for the cache beside the archive index.
+
+MP4/MOV files are not demuxed: their moov sample tables (`mp4index`) give every packet's
+timestamps, offsets and sizes, and a few bytes read from the start of each video sample give
+its kind - the same index, about 7x faster for a 10 s 1080p segment. Files those tables
+cannot describe exactly (fragmented, no moov, other codecs, edit lists FFmpeg would cut)
+are demuxed.
 """
 
 from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import os
 import struct
@@ -22,7 +29,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from exports.media import nal
+from exports.media import mp4index, nal
 
 FORMAT_VERSION = 1
 _MAGIC = b"PSFI"
@@ -226,14 +233,37 @@ class FrameIndexError(Exception):
     """The file cannot be indexed at all (missing, unreadable)."""
 
 
-def build_index(path: Path, previous: SegmentIndex | None = None) -> SegmentIndex:
+MP4_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"  # FFmpeg's name for its mov demuxer
+MP4_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide")
+PREFIX_BYTES = 64  # read of each video sample's start: NAL lengths and slice headers
+UNIT_HEAD_BYTES = 48  # of a NAL unit other than SEI: more than nal.h264_slice_type reads
+
+
+def build_index(
+    path: Path, previous: SegmentIndex | None = None, method: str = "auto"
+) -> SegmentIndex:
     """Demux without decoding (+ NAL header inspection). `previous`: an older index of the same
-    growing file; extend it instead of starting over where the container allows (MPEG-TS)."""
+    growing file; extend it instead of starting over where the container allows (MPEG-TS).
+
+    `method` "auto" reads an MP4/MOV file's sample tables directly (`mp4index`), falling back
+    to demuxing with PyAV for anything those tables cannot say exactly; "demux" always demuxes.
+    """
     path = Path(path)
     try:
         stat = os.stat(path)
     except OSError as error:
         raise FrameIndexError(f"{path.name}: {error.strerror or error}") from error
+    if method == "auto":
+        try:
+            return build_mp4_index(path, stat)
+        except mp4index.Unsupported:
+            pass
+    elif method != "demux":
+        raise ValueError(f"unknown frame index method {method!r}")
+    return _demux_index(path, stat, previous)
+
+
+def _demux_index(path: Path, stat: os.stat_result, previous: SegmentIndex | None):
     try:
         container = av.open(
             str(path), options={"correct_ts_overflow": "0"}, metadata_errors="ignore"
@@ -244,6 +274,166 @@ def build_index(path: Path, previous: SegmentIndex | None = None) -> SegmentInde
         )
     with container:
         return _Indexer(container, path, stat).run(previous)
+
+
+def build_mp4_index(path: Path, stat: os.stat_result) -> SegmentIndex:
+    """The index of an MP4/MOV file from its moov box and the first bytes of each video sample,
+    equal to what demuxing gives (tests/test_frame_index_mp4.py); raises mp4index.Unsupported
+    for files it cannot read so (not MP4, fragmented, no moov, codecs or tables not handled)."""
+    with open(path, "rb") as file:
+        fd = file.fileno()
+        if os.pread(fd, 8, 0)[4:8] not in MP4_FIRST_BOXES:
+            raise mp4index.Unsupported("not an MP4/MOV file")
+        found = mp4index.tracks(mp4index.read_moov(fd, stat.st_size))
+        by_media = {}
+        for track in found:
+            if track.media in by_media:
+                raise mp4index.Unsupported(f"more than one {track.media} track")
+            by_media[track.media] = track
+        damaged = _cut_at_end(list(by_media.values()), stat.st_size)
+        streams = {media: _mp4_stream(track, fd) for media, track in by_media.items()}
+    return SegmentIndex(
+        path=path,
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+        container=MP4_FORMAT,
+        video=streams.get("video"),
+        audio=streams.get("audio"),
+        damaged=damaged,
+        packets_read=sum(len(stream) for stream in streams.values()),
+    )
+
+
+def _cut_at_end(tracks: list, file_size: int) -> str:
+    """A file cut short (moov in front, mdat truncated): keep what the demuxer reads before the
+    first sample, in file order, that the file does not hold whole - as `_Indexer` does."""
+    ends = [track.pos + track.size for track in tracks]
+    beyond = [track.pos[end > file_size] for track, end in zip(tracks, ends, strict=True)]
+    cuts = [int(positions.min()) for positions in beyond if len(positions)]
+    if not cuts:
+        return ""
+    cut = min(cuts)
+    if cut >= file_size:
+        raise mp4index.Unsupported("samples start past the end of the file")
+    for track in tracks:
+        if np.any(np.diff(track.pos) < 0):
+            raise mp4index.Unsupported("samples out of file order in a damaged file")
+        keep = int(np.searchsorted(track.pos, cut))
+        for name in ("dts", "pts", "duration", "pos", "size", "key"):
+            setattr(track, name, getattr(track, name)[:keep])
+    return f"file ends inside the packet at byte {cut}"
+
+
+def _mp4_stream(track, fd: int) -> StreamIndex:
+    info = _mp4_info(track)
+    kind = np.where(track.key, Kind.IDR, Kind.INTER).astype(np.uint8)
+    recovery = np.zeros(len(kind), dtype=np.int16)
+    if track.media == "video" and track.codec in NAL_CODECS:
+        for row, (pos, size) in enumerate(
+            zip(track.pos.tolist(), track.size.tolist(), strict=True)
+        ):
+            units = _sample_nal_units(fd, pos, size, info.nal_length_size, track.codec)
+            kind[row], recovery[row] = _classify_nal_units(track.codec, units, bool(track.key[row]))
+    elif track.media == "video" and track.codec not in INTRA_ONLY_CODECS:
+        raise mp4index.Unsupported(f"video codec {track.codec}")
+    else:
+        kind[:] = Kind.IDR
+    pts, duration = track.pts.astype(np.int64), track.duration.astype(np.int64)
+    guessed = duration <= 0
+    nominal = _nominal(info)
+    _fill_durations(pts, duration, guessed, nominal)
+    if track.codec == "h264":
+        _mark_h264_leading(pts, kind)
+    return StreamIndex(
+        info=info,
+        pts=pts,
+        dts=track.dts.astype(np.int64),
+        duration=duration,
+        pos=track.pos.astype(np.int64),
+        size=track.size.astype(np.int32),
+        kind=kind,
+        recovery=recovery,
+        guessed=guessed,
+    )
+
+
+def _mp4_info(track) -> StreamInfo:
+    bitstream, length_size = _bitstream(track.codec, track.extradata)
+    if track.codec in NAL_CODECS and bitstream != "avcc":
+        raise mp4index.Unsupported("NAL units without an avcC/hvcC record")
+    common = {
+        "media": track.media,
+        "codec": track.codec,
+        "time_base": Fraction(1, track.timescale),
+        "extradata": track.extradata,
+        "bitstream": bitstream,
+        "nal_length_size": length_size,
+    }
+    if track.media == "audio":
+        return StreamInfo(
+            **common,
+            sample_rate=track.sample_rate,
+            channels=track.channels,
+            frame_size=track.frame_size,
+        )
+    color_range, primaries, trc, matrix = track.color
+    if track.codec == "hevc" and not color_range:
+        color_range = 1  # FFmpeg's HEVC decoder reports limited range when nothing says
+    return StreamInfo(
+        **common,
+        width=track.width,
+        height=track.height,
+        pix_fmt=track.pix_fmt,
+        color_range=color_range,
+        color_primaries=primaries,
+        color_trc=trc,
+        colorspace=matrix,
+        frame_rate=track.frame_rate,
+    )
+
+
+def _nominal(info: StreamInfo) -> int:
+    """A frame's nominal duration in the stream's time base: what fills missing durations."""
+    tb = info.time_base
+    if info.media == "audio":
+        if info.frame_size and info.sample_rate:
+            return max(1, round(Fraction(info.frame_size, info.sample_rate) / tb))
+        return 0
+    rate = info.frame_rate
+    return max(1, round(1 / (rate * tb))) if rate else 0
+
+
+def _sample_nal_units(fd: int, pos: int, size: int, length_size: int, codec: str) -> list:
+    """The NAL units of a sample as `_h264_kind`/`_hevc_kind` use them, read with a few small
+    preads: SEI units whole, the others cut to their first bytes (a slice header's start).
+    Stops where the classifiers stop looking: HEVC at the first VCL unit, H.264 at an IDR
+    slice (other slices are all read: one that is not intra makes the frame INTER)."""
+    sei = nal.H264_SEI if codec == "h264" else nal.HEVC_PREFIX_SEI
+    units, at, end = [], pos, pos + size
+    data, base = b"", pos  # file bytes from `base`
+    while at + length_size <= end:
+        if at + length_size + 1 > base + len(data):
+            data, base = os.pread(fd, min(PREFIX_BYTES, end - at), at), at
+        unit_size = int.from_bytes(data[at - base : at - base + length_size], "big")
+        start = at + length_size
+        at = start + unit_size
+        if not unit_size:
+            continue
+        wanted = min(unit_size, end - start)  # as nal.nal_units: cut at the sample's end
+        if not wanted:
+            units.append(b"")
+            continue
+        first = data[start - base]
+        nal_type = first & 0x1F if codec == "h264" else (first >> 1) & 0x3F
+        if nal_type != sei:
+            wanted = min(wanted, UNIT_HEAD_BYTES)
+        if start + wanted <= base + len(data):
+            units.append(data[start - base : start - base + wanted])
+        else:
+            units.append(os.pread(fd, wanted, start))
+        if nal_type == nal.H264_IDR if codec == "h264" else nal_type < 32:
+            break
+    return units
 
 
 class _Indexer:
@@ -467,14 +657,13 @@ class _Collector:
     def _classify(self, data: bytes, keyframe: bool) -> tuple[int, int]:
         if self.media != "video" or self.codec in INTRA_ONLY_CODECS:
             return Kind.IDR, 0
+        if self.codec not in NAL_CODECS:
+            return (Kind.IDR if keyframe else Kind.INTER), 0
         try:
-            if self.codec == "h264":
-                return _h264_kind(nal.nal_units(data, self.length_size))
-            if self.codec == "hevc":
-                return _hevc_kind(nal.nal_units(data, self.length_size))
+            units = nal.nal_units(data, self.length_size)
         except (ValueError, IndexError):
-            pass  # a header we cannot read: trust the demuxer's key flag
-        return (Kind.IDR if keyframe else Kind.INTER), 0
+            units = None
+        return _classify_nal_units(self.codec, units, keyframe)
 
     def finish(self) -> StreamIndex:
         pts = np.array(self.pts, dtype=np.int64)
@@ -501,14 +690,7 @@ class _Collector:
         )
 
     def _nominal_duration(self) -> int:
-        tb = self.stream.time_base
-        context = self.stream.codec_context
-        if self.media == "audio":
-            if context.frame_size and context.sample_rate:
-                return max(1, round(Fraction(context.frame_size, context.sample_rate) / tb))
-            return 0
-        rate = _frame_rate(self.stream)
-        return max(1, round(1 / (rate * tb))) if rate else 0
+        return _nominal(self._info())
 
     def _info(self) -> StreamInfo:
         context = self.stream.codec_context
@@ -559,6 +741,32 @@ def _bitstream(codec: str, extradata: bytes) -> tuple[str, int]:
     return "annexb", 0
 
 
+def _classify_nal_units(codec: str, units: list | None, keyframe: bool) -> tuple[int, int]:
+    """Kind and recovery count of an H.264/HEVC frame from its (first) NAL units."""
+    try:
+        if units is not None:
+            return (_h264_kind if codec == "h264" else _hevc_kind)(units)
+    except (ValueError, IndexError):
+        pass  # a header we cannot read: trust the demuxer's key flag
+    return (Kind.IDR if keyframe else Kind.INTER), 0
+
+
+def _slice_type(unit) -> int:
+    """nal.h264_slice_type, looked up by the header's second byte when it holds both codes
+    (first_mb_in_slice 0 is the single bit 1, slice_type at most 7 bits): one parse per value
+    instead of one per frame."""
+    known = _slice_type_of_byte(unit[1]) if len(unit) > 1 and unit[1] & 0x80 else None
+    return nal.h264_slice_type(unit) if known is None else known
+
+
+@functools.lru_cache(maxsize=128)
+def _slice_type_of_byte(value: int) -> int | None:
+    try:
+        return nal.h264_slice_type(bytes((nal.H264_SLICE, value)))
+    except ValueError:  # a slice_type code longer than the byte (not a valid stream)
+        return None
+
+
 def _h264_kind(nals: list) -> tuple[int, int]:
     """IDR slice -> IDR; all slices I/SI -> OPEN; recovery point SEI (count > 0) -> RECOVERY."""
     recovery, intra = None, None
@@ -570,7 +778,7 @@ def _h264_kind(nals: list) -> tuple[int, int]:
             found = nal.sei_recovery_frame_cnt(unit)
             recovery = found if found is not None else recovery
         elif nal_type == nal.H264_SLICE:
-            intra = nal.h264_slice_type(unit) in (2, 4)  # I, SI
+            intra = _slice_type(unit) in (2, 4)  # I, SI
             if not intra:
                 break
     if intra:
