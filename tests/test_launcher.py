@@ -6,7 +6,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
@@ -27,18 +29,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class LauncherOutput:
+    """The launcher's output, read on a thread of its own: a test that stops reading (while it
+    polls /healthz, each poll an access-log line) must not fill the pipe, which would block
+    the launcher's children on their next log line."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self.position = 0  # where read_until goes on from
+        self.closed = False
+        self.changed = threading.Condition()
+        threading.Thread(target=self._drain, args=(stream,), daemon=True).start()
+
+    def _drain(self, stream) -> None:
+        for line in stream:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+
 def read_until(process, pattern: str, seconds: float) -> tuple[re.Match, str]:
-    deadline, seen = time.monotonic() + seconds, ""
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            if process.poll() is not None:
+    output, deadline = process.output, time.monotonic() + seconds
+    with output.changed:
+        while True:
+            while output.position < len(output.lines):
+                line = output.lines[output.position]
+                output.position += 1
+                match = re.search(pattern, line)
+                if match:
+                    return match, "".join(output.lines[: output.position])
+            left = deadline - time.monotonic()
+            if output.closed or left <= 0:
                 break
-            continue
-        seen += line
-        match = re.search(pattern, line)
-        if match:
-            return match, seen
+            output.changed.wait(min(left, 1.0))  # woken by the next line
+        seen = "".join(output.lines)
     raise AssertionError(f"launcher never printed {pattern!r}; output:\n{seen}")
 
 
@@ -60,11 +87,14 @@ def launcher_env(tmp_path, port: int) -> dict:
 
 
 def start_launcher(tmp_path, port: int, stdout=subprocess.PIPE) -> subprocess.Popen:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "psimexport.launcher"],
         cwd=BASE_DIR, env=launcher_env(tmp_path, port), stdout=stdout,
         stderr=subprocess.STDOUT, text=True,
     )
+    if stdout is subprocess.PIPE:
+        process.output = LauncherOutput(process.stdout)
+    return process
 
 
 def test_launcher_serves_admin_and_stops_everything_it_started(tmp_path):
@@ -121,8 +151,13 @@ def healthz(port: int) -> dict:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
             return json.load(answer)
-    except (OSError, ValueError):
-        return {}
+    except urllib.error.HTTPError as answer:  # 503 still says what is down
+        try:
+            return json.load(answer)
+        except ValueError:
+            return {"error": f"HTTP {answer.code}"}
+    except (OSError, ValueError) as error:  # kept, so a failing wait says why
+        return {"error": repr(error)}
 
 
 def test_supervisor_restarts_what_died_survives_redis_away_and_dies_with_the_launcher(tmp_path):
