@@ -123,7 +123,7 @@ def ms(moment: datetime) -> float:
 def open_review(tab, url, at):
     tab.goto(f"{url}/cameras/7/review/?t={at.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z")
     tab.wait_for_function("document.getElementById('review').dataset.ready === '1'")
-    tab.wait_for_function("document.getElementById('review').dataset.shown !== undefined")
+    wait_shown(tab, "!Number.isNaN(s)")  # a frame's time is on screen, not just the page
     tab.evaluate(READER)
 
 
@@ -298,6 +298,7 @@ def test_review_through_the_live_proxy(site, page):  # noqa: F811
     at = BASE + timedelta(seconds=7, milliseconds=480)
     page.goto(f"{url}/cameras/7/review/?t={at.strftime('%Y-%m-%dT%H:%M:%S')}.480Z&proxy=1")
     page.wait_for_function("document.getElementById('review').dataset.ready === '1'")
+    wait_shown(page, "!Number.isNaN(s)")  # the proxy's first piece may still be on its way
     page.evaluate(READER)
     check_frame_on_screen(page, at)
     press_and_wait(page, ".")
