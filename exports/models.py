@@ -216,11 +216,20 @@ class ExportTask(models.Model):
     # The run that claimed the task; every later write of a run is conditional on it, so a
     # stale run (one that lost its lease and was replaced) cannot touch the current one.
     attempt_id = models.UUIDField(null=True, blank=True, editable=False)
+    # Case data (API `Name`, `Comment`) and legal hold (`Keep`): a kept export is exempt from
+    # retention and from the disk budget's eviction until released.
+    case_name = models.CharField("case name", max_length=200, blank=True)
+    case_comment = models.TextField("comment", max_length=2000, blank=True)
+    keep = models.BooleanField("legal hold", default=False)
 
     objects = ExportTaskQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("keep_exporttask", "Can set or release the legal hold of an export"),
+            ("export_unmasked", "Can export without the camera's privacy masks"),
+        ]
         indexes = [
             models.Index(fields=["-created_at"], name="task_created"),
             models.Index(fields=["requested_by", "-created_at"], name="task_user_created"),
