@@ -180,16 +180,18 @@ def _task_for(request, raw_id, *, missing_message: str):
 # -- endpoints --------------------------------------------------------------------------------
 
 _CREATE_FIELDS = {"cameraid": "camera", "from": "start", "to": "end", "format": "format"}
+_CASE_FIELDS = {"name": "name", "comment": "comment", "keep": "keep"}  # optional, ours
 
 
 @api_endpoint(methods=("POST",))
 def create_archive_task(request):
     data = casefold_keys(read_json_object(request))
-    form_data = {field: data.get(key) for key, field in _CREATE_FIELDS.items() if key in data}
+    fields = {**_CREATE_FIELDS, **_CASE_FIELDS}
+    form_data = {field: data.get(key) for key, field in fields.items() if key in data}
     echo = _echo(form_data)
     form = ExportRequestForm(form_data, user=request.api_user)
     if not form.is_valid():
-        raise ApiError(form.error_message(), 404 if form.camera_not_found else 400, **echo)
+        raise ApiError(form.error_message(), _refusal_status(form), **echo)
     cleaned = form.cleaned_data
     try:
         task = tasks.create_export_task(
@@ -200,6 +202,7 @@ def create_archive_task(request):
             user=request.api_user,
             source=ExportTask.Source.API,
             remote_addr=auth.client_addr(request),
+            case=form.case_data(),
         )
     except tasks.TaskRefused as refusal:
         echo.update(CameraId=cleaned["camera"].camera_id, From=format_psim_time(cleaned["start"]))
@@ -214,6 +217,12 @@ def create_archive_task(request):
             "State": task.state,
         }
     )
+
+
+def _refusal_status(form) -> int:
+    if form.camera_not_found:
+        return 404
+    return 403 if form.keep_forbidden else 400
 
 
 def _echo(form_data: dict) -> dict:
@@ -249,8 +258,37 @@ def delete_archive_task(request):
     task = _task_for(
         request, raw_id, missing_message='ArchiveTaskId is required: {"ArchiveTaskId": "<id>"}'
     )
-    task = tasks.delete_task(task, request.api_user, auth.client_addr(request))
+    try:
+        task = tasks.delete_task(task, request.api_user, auth.client_addr(request))
+    except tasks.TaskRefused as refusal:  # under legal hold
+        raise _refused_on(task, request, refusal) from None
     return JsonResponse(tasks.task_status_dict(task, request))
+
+
+@api_endpoint(methods=("POST",))
+def keep_archive_task(request):
+    """Set or release a task's legal hold: {"ArchiveTaskId": "<id>", "Keep": true|false}.
+    Answers the status JSON; needs the permission exports.keep_exporttask (403 otherwise)."""
+    data = casefold_keys(read_json_object(request))
+    task = _task_for(
+        request, data.get("archivetaskid"),
+        missing_message='ArchiveTaskId is required: {"ArchiveTaskId": "<id>", "Keep": true}',
+    )
+    keep = data.get("keep")
+    if not isinstance(keep, bool):
+        raise _refused_on(task, request, tasks.TaskRefused("Keep is required: true or false", 400))
+    try:
+        task = tasks.set_keep(task, keep, request.api_user, auth.client_addr(request))
+    except tasks.TaskRefused as refusal:
+        raise _refused_on(task, request, refusal) from None
+    return JsonResponse(tasks.task_status_dict(task, request))
+
+
+def _refused_on(task, request, refusal) -> ApiError:
+    """A refused change of a visible task: its status fields, the refusal's message."""
+    status = tasks.task_status_dict(task, request)
+    fields = {k: v for k, v in status.items() if k not in ("Url", "ErrorMessage")}
+    return ApiError(refusal.message, refusal.status, **fields)
 
 
 @api_endpoint(methods=("GET",), authenticate=False)
@@ -374,7 +412,7 @@ def healthz(request):
 
 API_PREFIXES = (
     "/createarchivetask", "/getarchivetaskstatus", "/download", "/deletearchivetask",
-    "/getcameras", "/openapi.json", "/healthz",
+    "/keeparchivetask", "/getcameras", "/openapi.json", "/healthz",
 )
 
 

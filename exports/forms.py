@@ -153,7 +153,82 @@ class FormatField(forms.Field):
         return fmt
 
 
-class ExportRequestForm(forms.Form):
+# -- case data (Name, Comment) and legal hold (Keep) ----------------------------------------
+
+
+class CaseTextField(forms.Field):
+    """Free text of a case: a string (or null), at most `max_chars` characters once
+    surrounding spaces are trimmed; line breaks only where `multiline`."""
+
+    def __init__(self, *, max_chars: int, multiline: bool = False, **kwargs):
+        self.max_chars, self.multiline = max_chars, multiline
+        super().__init__(required=False, **kwargs)
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return ""
+        if not isinstance(value, str):
+            raise forms.ValidationError("must be a string", code="invalid")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate such as "\ud800" from JSON
+            raise forms.ValidationError("must be valid Unicode text", code="invalid") from None
+        value = value.strip()
+        allowed = "\n\r\t" if self.multiline else ""
+        if any(ord(char) < 32 and char not in allowed for char in value) or "\x7f" in value:
+            what = "control characters" if self.multiline else "line breaks or control characters"
+            raise forms.ValidationError(f"must not contain {what}", code="invalid")
+        if len(value) > self.max_chars:
+            raise forms.ValidationError(
+                f"is {len(value)} characters long; at most {self.max_chars} are allowed",
+                code="invalid",
+            )
+        return value
+
+
+class KeepField(forms.Field):
+    """The legal hold: JSON true or false (null or absent: false). Needs the permission
+    exports.keep_exporttask when true (checked by the form, which knows the user)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, **kwargs)
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return False
+        if not isinstance(value, bool):
+            raise forms.ValidationError("must be true or false", code="invalid")
+        return value
+
+
+class CaseDataFormMixin(forms.Form):
+    """Name, Comment and Keep on an export request, shared by the API and the export page."""
+
+    name = CaseTextField(label="Name", max_chars=200)
+    comment = CaseTextField(label="Comment", max_chars=2000, multiline=True)
+    keep = KeepField(label="Keep")
+
+    def clean_keep(self):
+        from exports.tasks import KEEP_PERMISSION, may_keep
+
+        keep = self.cleaned_data.get("keep")
+        if keep and not may_keep(self.user):
+            raise forms.ValidationError(
+                f"needs the permission {KEEP_PERMISSION} (legal hold); ask an administrator",
+                code="forbidden",
+            )
+        return keep
+
+    @property
+    def keep_forbidden(self) -> bool:
+        """True when the only thing wrong is a hold without the permission (API: 403)."""
+        return self.has_error("keep", code="forbidden") and len(self.errors) == 1
+
+    def case_data(self) -> dict:
+        return {key: self.cleaned_data.get(key) for key in ("name", "comment", "keep")}
+
+
+class ExportRequestForm(CaseDataFormMixin, forms.Form):
     """camera + [start, end) + format; `cleaned_data` holds a Camera the user may export.
 
     `end` may be left empty: the service resolves it to the last recorded frame.
@@ -168,8 +243,13 @@ class ExportRequestForm(forms.Form):
     end = PsimTimeField(label="To", required=False)
     format = FormatField(label="Format", required=False)
 
+    field_order = ["camera", "start", "end", "format"]  # then the case data
+
     # The names the JSON API uses for the fields, for its error messages.
-    API_NAMES = {"camera": "CameraId", "start": "From", "end": "To", "format": "Format"}
+    API_NAMES = {
+        "camera": "CameraId", "start": "From", "end": "To", "format": "Format",
+        "name": "Name", "comment": "Comment", "keep": "Keep",
+    }
 
     def __init__(self, data=None, user=None, **kwargs):
         super().__init__(data, **kwargs)

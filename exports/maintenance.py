@@ -1,6 +1,7 @@
 """Periodic housekeeping, run every minute on the `maintenance` queue (see arm_maintenance).
 
-- expire finished exports after PSIMEXPORT_RETENTION_HOURS (file removed, state Deleted);
+- expire finished exports after PSIMEXPORT_RETENTION_HOURS (file removed, state Deleted),
+  except those under legal hold (`keep`);
 - recover tasks whose worker died (InProgress without a live lease): re-queue once, then fail;
 - re-queue Created tasks whose job vanished from Redis (e.g. Redis restarted empty);
 - remove leftover folders under EXPORTS_DIR that belong to no live task;
@@ -156,12 +157,15 @@ def arm_maintenance() -> None:
 
 
 def expire_finished_exports(now=None) -> int:
+    """Finished exports past their expiry: file removed, state Deleted. An export under
+    legal hold is skipped until released (re-checked under the row lock, so a hold set a
+    moment ago wins)."""
     now = now or timezone.now()
-    due = ExportTask.objects.filter(state=State.READY, expires_at__lte=now)
+    due = ExportTask.objects.filter(state=State.READY, expires_at__lte=now, keep=False)
     expired = 0
     for task_id in due.values_list("id", flat=True):
         with transaction.atomic():
-            task = _locked(task_id, state=State.READY, expires_at__lte=now)
+            task = _locked(task_id, state=State.READY, expires_at__lte=now, keep=False)
             if task is None:
                 continue
             ExportTask.objects.filter(id=task.id).update(state=State.DELETED)

@@ -221,6 +221,13 @@ class ExportTask(models.Model):
     case_name = models.CharField("case name", max_length=200, blank=True)
     case_comment = models.TextField("comment", max_length=2000, blank=True)
     keep = models.BooleanField("legal hold", default=False)
+    # Who put the current hold on and when (empty while not kept; the audit trail has every
+    # set and release).
+    kept_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", verbose_name="hold set by",
+    )
+    kept_at = models.DateTimeField("hold set at", null=True, blank=True)
 
     objects = ExportTaskQuerySet.as_manager()
 
@@ -247,7 +254,12 @@ class ExportTask(models.Model):
 
 class AuditEvent(models.Model):
     """Chain of custody: who created, downloaded, deleted a task, and every failure; also who
-    watched a camera's archive on the review page (a view: no task, nothing left the server)."""
+    watched a camera's archive on the review page (a view: no task, nothing left the server).
+
+    Tamper-evident: each event is appended to a hash chain (exports/audit_chain.py) when it is
+    saved: `seq` is its place, `prev_hash` the hash of the event before, `hash` its own over
+    its canonical fields. Events are written once and never changed.
+    """
 
     class Action(models.TextChoices):
         CREATE = "create"
@@ -260,6 +272,8 @@ class AuditEvent(models.Model):
         DELETE = "delete"
         EXPIRE = "expire"
         RETRY = "retry"
+        KEEP = "keep"  # legal hold set
+        RELEASE = "release"  # legal hold released
 
     # Kept as a plain value (not a foreign key) so the trail outlives the task row.
     task_id = models.UUIDField(db_index=True, null=True, blank=True)
@@ -272,9 +286,35 @@ class AuditEvent(models.Model):
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     at = models.DateTimeField(default=timezone.now, db_index=True)
     detail = models.JSONField(default=dict, blank=True)
+    seq = models.BigIntegerField("chain position", unique=True, null=True, editable=False)
+    prev_hash = models.CharField("previous hash", max_length=64, default="", editable=False)
+    hash = models.CharField(max_length=64, default="", editable=False)
 
     class Meta:
         ordering = ["-at"]
+
+    def save(self, *args, **kwargs):
+        from exports import audit_chain
+
+        if not self._state.adding:
+            raise audit_chain.ChainError("audit events are never changed once written")
+        audit_chain.append(self, *args, **kwargs)
+
+
+class AuditChainHead(models.Model):
+    """The one row naming the audit chain's last event. Appending locks it, so writers in
+    every process take turns; its last check (verify_audit, the admin's button) is cached
+    here for the admin to show."""
+
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    checked_ok = models.BooleanField(null=True)
+    checked_events = models.BigIntegerField(default=0)
+    checked_message = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"audit chain head #{self.seq}"
 
 
 class ApiTokenQuerySet(models.QuerySet):

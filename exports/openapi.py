@@ -65,6 +65,32 @@ STATUS = {
         },
     },
 }
+# -- case data and legal hold (ours, optional: a PSIM client sends and sees none of it) -------
+CASE_FIELDS = {
+    "Name": {"type": ["string", "null"], "maxLength": 200, "description": "Case or incident name."},
+    "Comment": {"type": ["string", "null"], "maxLength": 2000},
+    "Keep": {
+        "type": ["boolean", "null"],
+        "description": "Legal hold: the file is exempt from retention expiry until released. "
+        "true needs the permission exports.keep_exporttask (403 otherwise).",
+    },
+}
+CASE_ANSWER = {
+    "Name": {"type": ["string", "null"]},
+    "Comment": {"type": ["string", "null"]},
+    "Keep": {"type": "boolean"},
+}
+for _schema in (STATUS, ERROR):
+    _schema["properties"].update(CASE_ANSWER)
+STATUS["description"] = (
+    "Name, Comment and Keep are present only for a task with case data or a legal hold."
+)
+KEEP_BODY = {
+    "type": "object",
+    "required": ["ArchiveTaskId", "Keep"],
+    "properties": {"ArchiveTaskId": {"type": "string"}, "Keep": {"type": "boolean"}},
+}
+
 CAMERAS = {
     "type": "object",
     "required": ["Cameras"],
@@ -129,6 +155,7 @@ CREATE_BODY = {
             "enum": list(EXPORT_FORMATS),
             "description": "Case-insensitive; absent: PSIMEXPORT_CONTAINER_FORMAT.",
         },
+        **CASE_FIELDS,
     },
 }
 
@@ -141,10 +168,11 @@ def _errors(*codes):
     reasons = {
         400: "Bad request",
         401: "No or bad credentials (WWW-Authenticate says how to send them)",
-        403: "CSRF check failed (session authentication only)",
+        403: "CSRF check failed (session authentication only), or a legal hold (Keep) without "
+        "the permission exports.keep_exporttask",
         404: "Unknown, or not visible to this caller",
         405: "Method not allowed",
-        409: "Not ready yet (or Failed/Cancelled: no file)",
+        409: "Not ready yet (or Failed/Cancelled: no file); delete: under legal hold; keep: deleted",
         410: "Deleted or expired",
         413: "Body over 64 KiB",
         416: "Range not satisfiable",
@@ -231,7 +259,17 @@ def document(request=None) -> dict:
                     },
                     "responses": {
                         "200": {"description": "State Cancelled or Deleted", "content": _json("Status")},
-                        **_errors(400, 401, 403, 404, 413, 429),
+                        **_errors(400, 401, 403, 404, 409, 413, 429),
+                    },
+                }
+            },
+            "/keeparchivetask": {
+                "post": {
+                    "summary": "Set or release a task's legal hold (ours)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": KEEP_BODY}}},
+                    "responses": {
+                        "200": {"description": "The task's status, with Keep", "content": _json("Status")},
+                        **_errors(400, 401, 403, 404, 405, 409, 413, 429),
                     },
                 }
             },

@@ -147,6 +147,11 @@ class TaskFilterForm(forms.Form):
     day = forms.DateField(
         required=False, label="Day", widget=forms.DateInput(attrs={"type": "date"})
     )
+    q = forms.CharField(
+        required=False, max_length=200, label="Case",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Case name or comment"}),
+    )
+    kept = forms.BooleanField(required=False, label="Legal hold only")
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -205,6 +210,19 @@ class ExportPageForm(forms.Form):
     around = forms.TypedChoiceField(
         label="Around From", choices=AROUND_CHOICES, coerce=int, required=False, initial=5
     )
+    # Case data; each export's ExportRequestForm checks them as the API does.
+    case_name = forms.CharField(
+        label="Case name", required=False, help_text="Case or incident, up to 200 characters."
+    )
+    case_comment = forms.CharField(
+        label="Comment", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Up to 2,000 characters.",
+    )
+    keep = forms.BooleanField(
+        label="Legal hold: keep this export until released", required=False,
+        help_text="Exempt from the automatic deletion after the retention period.",
+    )
+    CASE_FIELDS = {"name": "case_name", "comment": "case_comment", "keep": "keep"}
 
     def __init__(self, *args, user=None, zone: ZoneInfo | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -218,27 +236,37 @@ class ExportPageForm(forms.Form):
         self.fields["format"].initial = settings.PSIMEXPORT_CONTAINER_FORMAT
         for name in ("start", "end"):
             self.fields[name].zone = self.zone
+        from exports.tasks import may_keep
+
+        if not may_keep(user):  # the control is not offered (the API would say 403)
+            del self.fields["keep"]
         self.requests = []  # cleaned ExportRequestForm data, one per camera
 
     def clean(self):
         from exports.forms import ExportRequestForm
 
         data = super().clean()
+        if "keep" not in self.fields and self.data.get("keep"):
+            self.add_error(None, "You may not set a legal hold (it needs the permission exports.keep_exporttask).")
         if self.errors:
             return data
         for camera_id in data.get("camera", []):
             request_form = ExportRequestForm(
                 {"camera": camera_id, "start": data["start"], "end": data.get("end"),
-                 "format": data.get("format")},
+                 "format": data.get("format"),
+                 **{key: data.get(mine) for key, mine in self.CASE_FIELDS.items()}},
                 user=self.user,
             )
             if request_form.is_valid():
-                self.requests.append(request_form.cleaned_data)
+                self.requests.append({**request_form.cleaned_data, "case": request_form.case_data()})
                 continue
             many = len(data["camera"]) > 1
             for field, errors in request_form.errors.items():
-                target = field if field in self.fields else None
+                target = self.CASE_FIELDS.get(field, field)
+                target = target if target in self.fields else None
                 for message in errors:
+                    if field in self.CASE_FIELDS and target:  # "Case name is 201 characters…"
+                        message = f"{self.fields[target].label} {message}"
                     if target == "camera" or (many and target is None):
                         message = f"{camera_id}: {message}"
                     self.add_error(target, _sentence(message))

@@ -26,5 +26,6 @@ urlpatterns = [
     path("tasks/<uuid:task_id>/cancel/", views.task_cancel, name="task-cancel"),
     path("tasks/<uuid:task_id>/delete/", views.task_delete, name="task-delete"),
     path("tasks/<uuid:task_id>/retry/", views.task_retry, name="task-retry"),
+    path("tasks/<uuid:task_id>/keep/", views.task_keep, name="task-keep"),
     path("preferences/", views.preferences, name="preferences"),
 ]

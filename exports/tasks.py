@@ -109,16 +109,20 @@ def record_audit(task, action, user=None, remote_addr=None, **detail) -> AuditEv
 
 
 def create_export_task(
-    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None
+    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, case=None
 ) -> ExportTask:
     """Resolve the range, check recording and disk, save the task and queue its job.
 
-    Raises TaskRefused: 429 too many queued tasks, 400 range too long, 404 nothing recorded,
-    507 disk, 503 queue down
+    `case`: optional case data, {"name", "comment", "keep"} (see CaseData).
+    Raises TaskRefused: 403 a hold without the permission, 429 too many queued tasks, 400
+    range too long, 404 nothing recorded, 507 disk, 503 queue down
     (the row is then kept as Failed "job queue unavailable" for the audit trail).
     """
     from exports.archive import last_recorded_frame
 
+    case = CaseData(**(case or {}))
+    if case.keep:
+        check_keep_permission(user)
     if source != ExportTask.Source.COMMAND:
         check_queue_quota(user)
     # Refresh the index only when the range reaches past what it knows (the newest minute of
@@ -157,6 +161,7 @@ def create_export_task(
         source=source,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
         remote_addr=remote_addr or None,
+        **case.task_fields(user),
     )
     return _save_and_enqueue(task, user, remote_addr)
 
@@ -201,7 +206,7 @@ def _save_and_enqueue(task, user, remote_addr) -> ExportTask:
         record_audit(
             task, Action.CREATE, user, remote_addr,
             start=task.start.isoformat(), end=task.end.isoformat(), format=task.format,
-            source=task.source,
+            source=task.source, **CaseData.of(task).audit_detail(),
         )
     # Outside any outer transaction this queues the job now, after the commit (and after the
     # write turn is handed on); inside one (a batch of tasks, a test), the callback runs at
@@ -300,6 +305,12 @@ def exports_bytes_used() -> int:
     return kept or 0
 
 
+def _held_note() -> str:
+    """What of the budget legal holds take: they never expire, so only a release frees it."""
+    held = ExportTask.objects.filter(state=State.READY, keep=True).aggregate(total=Sum("size"))
+    return f" ({held['total']} bytes are under legal hold)" if held["total"] else ""
+
+
 def free_bytes() -> int:
     path = exports_dir()
     while not path.exists() and path != path.parent:
@@ -314,7 +325,7 @@ def check_disk_space() -> None:
         raise TaskRefused(
             "not enough disk for exports: the export files already use the "
             f"{limit} bytes allowed (PSIMEXPORT_MAX_BYTES); delete finished exports or wait "
-            "for them to expire",
+            f"for them to expire{_held_note()}",
             507,
         )
     if free_bytes() < settings.PSIMEXPORT_MIN_FREE_BYTES:
@@ -334,15 +345,104 @@ def remove_task_files(task) -> None:
     shutil.rmtree(task_dir(task), ignore_errors=True)
 
 
+# -- case data and legal hold ----------------------------------------------------------------
+
+KEEP_PERMISSION = "exports.keep_exporttask"
+
+
+class CaseData:
+    """An export's case data: the case or incident `name`, a `comment`, and the legal hold
+    `keep` (exempt from retention expiry until released)."""
+
+    def __init__(self, name: str = "", comment: str = "", keep: bool = False):
+        self.name, self.comment, self.keep = name or "", comment or "", bool(keep)
+
+    @classmethod
+    def of(cls, task) -> "CaseData":
+        return cls(task.case_name, task.case_comment, task.keep)
+
+    def task_fields(self, user) -> dict:
+        fields = {"case_name": self.name, "case_comment": self.comment, "keep": self.keep}
+        if self.keep:
+            fields.update(kept_by=_real_user(user), kept_at=timezone.now())
+        return fields
+
+    def audit_detail(self) -> dict:
+        """Only what was given, so a plain PSIM task's create event looks as it always did."""
+        detail = {"name": self.name, "comment": self.comment, "keep": self.keep}
+        return {key: value for key, value in detail.items() if value}
+
+    def __bool__(self):
+        return bool(self.name or self.comment or self.keep)
+
+
+def may_keep(user) -> bool:
+    return bool(getattr(user, "is_active", False) and user.has_perm(KEEP_PERMISSION))
+
+
+def check_keep_permission(user) -> None:
+    if not may_keep(user):
+        raise TaskRefused(
+            "setting or releasing a legal hold (Keep) needs the permission "
+            f"{KEEP_PERMISSION}; ask an administrator",
+            403,
+        )
+
+
+def set_keep(task, keep: bool, user=None, remote_addr=None) -> ExportTask:
+    """Set or release the legal hold of a task; audited when it changes. Idempotent.
+
+    A released export's file is kept for a full retention period from the release (or until
+    its original expiry, if later), so a release never deletes anything at once.
+    TaskRefused: 403 without the permission, 409 for a deleted export (no file to keep).
+    """
+    check_keep_permission(user)
+    now = timezone.now()
+    with sqlite_write_turn(), transaction.atomic():
+        task = ExportTask.objects.select_for_update().select_related("camera").get(id=task.id)
+        if task.keep == keep:
+            return task
+        if keep and task.state == State.DELETED:
+            raise TaskRefused(
+                f"export {task.id} was deleted: there is no file to keep; retry it first", 409
+            )
+        changes = {"keep": keep, "kept_by": _real_user(user) if keep else None,
+                   "kept_at": now if keep else None}
+        if not keep and task.expires_at is not None:
+            retention = now + timedelta(hours=settings.PSIMEXPORT_RETENTION_HOURS)
+            changes["expires_at"] = max(task.expires_at, retention)
+        ExportTask.objects.filter(id=task.id).update(**changes)
+        detail = {"expires": changes["expires_at"].isoformat()} if "expires_at" in changes else {}
+        record_audit(task, Action.KEEP if keep else Action.RELEASE, user, remote_addr, **detail)
+    task.refresh_from_db()
+    return task
+
+
+def _real_user(user):
+    return user if getattr(user, "is_authenticated", False) else None
+
+
+def _refuse_if_kept(task, doing: str) -> None:
+    if task.keep:
+        raise TaskRefused(
+            f"export {task.id} is under legal hold: it cannot be {doing} until the hold is "
+            "released",
+            409,
+        )
+
+
 # -- cancel, delete, retry --------------------------------------------------------------------
 
 
 def cancel_task(task, user=None, remote_addr=None) -> ExportTask:
-    """Stop a queued or running task. The running job notices and removes its temp files."""
-    changed = ExportTask.objects.filter(id=task.id, state__in=ExportTask.ACTIVE_STATES).update(
-        state=State.CANCELLED, finished_at=timezone.now(), error_message="cancelled"
-    )
+    """Stop a queued or running task. The running job notices and removes its temp files.
+    TaskRefused(409) while it is under legal hold."""
+    changed = ExportTask.objects.filter(
+        id=task.id, state__in=ExportTask.ACTIVE_STATES, keep=False
+    ).update(state=State.CANCELLED, finished_at=timezone.now(), error_message="cancelled")
     task.refresh_from_db()
+    if not changed and task.is_active:
+        _refuse_if_kept(task, "cancelled")
     if changed:
         record_audit(task, Action.CANCEL, user, remote_addr)
         if task.started_at is None:
@@ -354,18 +454,22 @@ def cancel_task(task, user=None, remote_addr=None) -> ExportTask:
 
 
 def delete_task(task, user=None, remote_addr=None) -> ExportTask:
-    """Cancel if active, else remove the file: state Deleted. Idempotent."""
+    """Cancel if active, else remove the file: state Deleted. Idempotent.
+    TaskRefused(409) while it is under legal hold."""
     if task.is_active:
         task = cancel_task(task, user, remote_addr)
         if task.state == State.CANCELLED:
             return task
     if task.state in (State.CANCELLED, State.DELETED):
         return task
-    changed = ExportTask.objects.filter(id=task.id, state=task.state).update(
+    changed = ExportTask.objects.filter(id=task.id, state=task.state, keep=False).update(
         state=State.DELETED, percents=0 if task.state != State.READY else task.percents
     )
-    remove_task_files(task)
     task.refresh_from_db()
+    if not changed and task.state != State.DELETED:
+        _refuse_if_kept(task, "deleted")
+    if changed or task.state == State.DELETED:
+        remove_task_files(task)
     if changed:
         record_audit(task, Action.DELETE, user, remote_addr)
     return task
@@ -416,7 +520,7 @@ def signed_download_url(task, request) -> str | None:
         return None
     now = int(time.time())
     expires = now - now % LINK_STEP_SECONDS + LINK_LIFETIME_SECONDS + LINK_STEP_SECONDS
-    if task.expires_at is not None:
+    if task.expires_at is not None and not task.keep:  # a kept file does not expire
         expires = min(expires, int(task.expires_at.timestamp()))
     query = signing.signed_query(task, expires)
     return request.build_absolute_uri(reverse("api-download") + "?" + query)
@@ -464,4 +568,13 @@ def task_status_dict(task, request) -> dict:
         "ArchiveTaskId": str(task.id),
         "ErrorMessage": public_error_message(task) or None,
         "State": task.state,
+        **case_status_fields(task),
     }
+
+
+def case_status_fields(task) -> dict:
+    """`Name`, `Comment`, `Keep` for the status answer, only for a task that has case data
+    or a hold: a plain PSIM task answers exactly PSIM's fields."""
+    if not CaseData.of(task):
+        return {}
+    return {"Name": task.case_name or None, "Comment": task.case_comment or None, "Keep": task.keep}

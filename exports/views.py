@@ -14,9 +14,10 @@ import zipfile
 from datetime import date, datetime, timedelta
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
@@ -169,7 +170,7 @@ def export(request):
                 tasks.create_export_task(
                     camera=cleaned["camera"], start=cleaned["start"], end=cleaned["end"],
                     fmt=cleaned["format"], user=request.user, source=ExportTask.Source.PAGE,
-                    remote_addr=client_addr(request), batch=batch,
+                    remote_addr=client_addr(request), batch=batch, case=cleaned["case"],
                 )
             )
         except tasks.TaskRefused as refused:
@@ -347,6 +348,7 @@ def task_list(request):
         if data["day"]:
             first, last = day_window(data["day"], zone)
             task_rows = task_rows.filter(created_at__gte=first, created_at__lt=last)
+        task_rows = _case_filter(task_rows, data["q"], data["kept"])
     batch = _parse_uuid(request.GET.get("batch"))
     if batch:
         task_rows = task_rows.filter(batch=batch)
@@ -364,6 +366,13 @@ def task_list(request):
         "retryable": tasks.RETRYABLE_STATES,
     }
     return render_page(request, "exports/tasks.html", context, nav="tasks")
+
+
+def _case_filter(task_rows, text: str, kept: bool):
+    """The history's case search: every word in the case name or comment (any case)."""
+    for word in text.split():
+        task_rows = task_rows.filter(Q(case_name__icontains=word) | Q(case_comment__icontains=word))
+    return task_rows.filter(keep=True) if kept else task_rows
 
 
 def batch_summaries(user, batch_ids) -> dict:
@@ -460,8 +469,28 @@ def task_detail(request, task_id):
         "next_url": request.get_full_path(),
         "retryable": tasks.RETRYABLE_STATES,
         "local_start": to_local_input(task.start, user_zone(request.user)),
+        "may_keep": tasks.may_keep(request.user),
+        "retention_hours": settings.PSIMEXPORT_RETENTION_HOURS,
     }
     return render_page(request, "exports/task_detail.html", context, nav="tasks")
+
+
+@page
+@require_POST
+def task_keep(request, task_id):
+    """Set (keep=1) or release (keep=0) the legal hold; needs exports.keep_exporttask."""
+    task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+    keep = request.POST.get("keep") == "1"
+    try:
+        task = tasks.set_keep(task, keep, request.user, client_addr(request))
+    except tasks.TaskRefused as refused:
+        if refused.status == 403:
+            raise PermissionDenied(refused.message) from None
+        messages.error(request, _sentence(refused.message))
+    else:
+        done = "is now under legal hold" if task.keep else "is released from legal hold"
+        messages.success(request, f"Export {str(task.id)[:8]} {done}.")
+    return redirect(_safe_next(request) or reverse("task-detail", args=[task.id]))
 
 
 def _gaps_for_display(gaps):

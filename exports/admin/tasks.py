@@ -3,9 +3,12 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
+from exports import audit_chain
 from exports import tasks as service
 from exports.admin.readonly import ReadOnlyAdmin
 from exports.auth import client_addr
@@ -20,12 +23,15 @@ class ExportTaskAdmin(admin.ModelAdmin):
     # title), the range in one column with seconds, the end's date only when it differs.
     list_display = (
         "short_id", "camera", "time_range", "format", "state", "percents", "size_display",
-        "requested_by", "source", "created_at",
+        "case_name", "keep", "requested_by", "source", "created_at",
     )
-    list_filter = ("state", "format", "source", "camera")
-    search_fields = ("id", "camera__camera_id", "camera__name", "requested_by__username")
+    list_filter = ("state", "keep", "format", "source", "camera")
+    search_fields = (
+        "id", "camera__camera_id", "camera__name", "requested_by__username",
+        "case_name", "case_comment",
+    )
     date_hierarchy = "created_at"
-    actions = ("cancel_tasks", "delete_files")
+    actions = ("cancel_tasks", "delete_files", "set_hold", "release_hold")
     list_select_related = ("camera", "requested_by")
 
     def get_readonly_fields(self, request, obj=None):
@@ -63,24 +69,45 @@ class ExportTaskAdmin(admin.ModelAdmin):
     def has_delete_files_permission(self, request):
         return request.user.has_perm("exports.delete_exporttask")
 
+    def has_keep_permission(self, request):
+        return service.may_keep(request.user)
+
     @admin.action(
         description="Cancel selected queued or running tasks", permissions=["cancel"]
     )
     def cancel_tasks(self, request, queryset):
-        count = 0
-        for task in queryset.filter(state__in=ExportTask.ACTIVE_STATES):
-            service.cancel_task(task, request.user, client_addr(request))
-            count += 1
-        self.message_user(request, f"{count} task(s) cancelled.", messages.SUCCESS)
+        active = queryset.filter(state__in=ExportTask.ACTIVE_STATES)
+        self._apply(request, active, service.cancel_task, "cancelled")
 
     @admin.action(
         description="Delete the files of selected tasks (cancels active ones)",
         permissions=["delete_files"],
     )
     def delete_files(self, request, queryset):
-        for task in queryset:
-            service.delete_task(task, request.user, client_addr(request))
-        self.message_user(request, f"{queryset.count()} task(s) deleted.", messages.SUCCESS)
+        self._apply(request, queryset, service.delete_task, "deleted")
+
+    @admin.action(description="Set the legal hold of selected tasks", permissions=["keep"])
+    def set_hold(self, request, queryset):
+        keep = lambda task, user, addr: service.set_keep(task, True, user, addr)  # noqa: E731
+        self._apply(request, queryset, keep, "put under legal hold")
+
+    @admin.action(description="Release the legal hold of selected tasks", permissions=["keep"])
+    def release_hold(self, request, queryset):
+        release = lambda task, user, addr: service.set_keep(task, False, user, addr)  # noqa: E731
+        self._apply(request, queryset, release, "released from legal hold")
+
+    def _apply(self, request, queryset, change, done: str) -> None:
+        """Run a service change on each task; refusals (a legal hold) are listed, not fatal."""
+        count, refused = 0, []
+        for task in queryset.select_related("camera"):
+            try:
+                change(task, request.user, client_addr(request))
+                count += 1
+            except service.TaskRefused as refusal:
+                refused.append(refusal.message)
+        self.message_user(request, f"{count} task(s) {done}.", messages.SUCCESS)
+        for message in refused:
+            self.message_user(request, message, messages.ERROR)
 
     def changelist_view(self, request, extra_context=None):
         # The job queue is linked from each task's page ("job queue"), not from the title.
@@ -90,13 +117,46 @@ class ExportTaskAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("at", "action", "camera_id", "task_id", "username", "remote_addr")
+    list_display = ("at", "seq", "action", "camera_id", "task_id", "username", "remote_addr")
     list_filter = ("action", "camera_id")
     search_fields = ("task_id", "camera_id", "username", "remote_addr")
     date_hierarchy = "at"
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
+
+    def get_urls(self):
+        from django.urls import path
+
+        check = self.admin_site.admin_view(self.check_chain_view)
+        return [path("check/", check, name="exports_auditevent_check"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        from exports.models import AuditChainHead
+
+        extra_context = {
+            **(extra_context or {}),
+            "chain_check": audit_chain.last_check(),
+            "chain_head": AuditChainHead.objects.filter(pk=1).first(),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def check_chain_view(self, request):
+        """Queue a full walk of the chain in a worker; its result shows on the list."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            audit_chain.enqueue_check()
+        except Exception as error:  # noqa: BLE001 - Redis away: say so, don't 500
+            self.message_user(request, f"Cannot queue the check: {error}", messages.ERROR)
+        else:
+            self.message_user(
+                request, "Chain check queued; reload this page in a moment for its result.",
+                messages.SUCCESS,
+            )
+        return redirect("admin:exports_auditevent_changelist")
 
 
 @admin.register(ApiToken)
