@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 GENESIS = "0" * 64
@@ -92,22 +92,37 @@ def append(event, *args, **kwargs) -> None:
     event.detail = json_safe(event.detail or {})
     if event.at is None:
         event.at = timezone.now()
-    with sqlite_write_turn(), transaction.atomic():
-        head = _locked_head()
-        event.seq, event.prev_hash = head.seq + 1, head.hash or GENESIS
+    # No savepoint: if the insert fails, the change it records must not commit either.
+    with sqlite_write_turn(), transaction.atomic(savepoint=False):
+        seq, prev_hash = _locked_head()
+        event.seq, event.prev_hash = seq + 1, prev_hash or GENESIS
         event.hash = event_hash(event)
         super(AuditEvent, event).save(*args, **kwargs)
-        type(head).objects.filter(pk=head.pk).update(seq=event.seq, hash=event.hash)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_head_table()} SET seq = %s, hash = %s WHERE id = 1",
+                [event.seq, event.hash],
+            )
 
 
-def _locked_head():
-    """The chain head, locked until the transaction ends. Made when missing (a fresh or
-    flushed database), from the last event so far."""
+def _head_table() -> str:
+    from exports.models import AuditChainHead
+
+    return connection.ops.quote_name(AuditChainHead._meta.db_table)
+
+
+def _locked_head() -> tuple[int, str]:
+    """(seq, hash) of the chain head, its row locked until the transaction ends (plain SQL:
+    this runs for every event). Made when missing (a fresh or flushed database), from the
+    last event so far."""
     from exports.models import AuditChainHead, AuditEvent
 
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is not None:
-        return head
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT seq, hash FROM {_head_table()} WHERE id = 1{lock}")
+        row = cursor.fetchone()
+    if row is not None:
+        return row[0], row[1]
     last = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").first()
     try:
         with transaction.atomic():
@@ -116,7 +131,7 @@ def _locked_head():
             )
     except IntegrityError:  # another writer made it first: wait for its lock instead
         pass
-    return AuditChainHead.objects.select_for_update().get(pk=1)
+    return _locked_head()
 
 
 # -- checking ---------------------------------------------------------------------------------
