@@ -394,3 +394,25 @@ def test_admin_hold_actions_need_the_keep_permission(
         AuditEvent.objects.filter(task_id=task.id, action__in=["keep", "release"])
         .order_by("seq").values_list("action", "username")
     ) == [("keep", "holder"), ("release", "holder")]
+
+
+def test_case_data_answers_match_the_openapi_document(
+    root, alice, exports_queue, django_capture_on_commit_callbacks
+):
+    from tests.test_openapi import check
+
+    spec = Client().get("/openapi.json").json()
+    body = spec["paths"]["/createarchivetask"]["post"]["requestBody"]["content"]
+    assert {"Name", "Comment", "Keep"} <= set(body["application/json"]["schema"]["properties"])
+    with django_capture_on_commit_callbacks(execute=True):
+        created = root.create(**RANGE, Name="Case 1", Comment="c", Keep=True)
+    check(spec, "post", "/createarchivetask", created)
+    check(spec, "post", "/createarchivetask", alice.create(**RANGE, Keep=True))  # 403
+    check(spec, "post", "/createarchivetask", root.create(**RANGE, Name="x" * 201))  # 400
+    run_worker(exports_queue)
+    task = ExportTask.objects.get(id=created.json()["ArchiveTaskId"])
+    check(spec, "get", "/getarchivetaskstatus", root.status(task.id))
+    check(spec, "post", "/deletearchivetask", root.post("/deletearchivetask", {"ArchiveTaskId": str(task.id)}))
+    check(spec, "post", "/keeparchivetask", keep(alice, task, False))  # 403
+    check(spec, "post", "/keeparchivetask", keep(root, task, False))
+    check(spec, "post", "/keeparchivetask", root.post("/keeparchivetask", {"ArchiveTaskId": "x"}))
