@@ -208,12 +208,13 @@ def recover_stuck_tasks(now=None) -> int:
             if task is None or jobs.lease_is_alive(task_id, conn, attempt_id):
                 continue
             requeue = task.attempts < MAX_ATTEMPTS and task.source != ExportTask.Source.COMMAND
+            remove_task_files(task)
             if requeue:
                 ExportTask.objects.filter(id=task.id).update(
                     state=State.CREATED, percents=0, started_at=None, attempt_id=None
                 )
+                # Last in the transaction: the audit chain's lock is held until commit.
                 record_audit(task, AuditEvent.Action.RETRY, reason="the worker running it stopped")
-            remove_task_files(task)
         if requeue:
             _requeue_lost(task)
         else:
