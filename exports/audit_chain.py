@@ -227,11 +227,32 @@ def last_check():
 
 
 def check_job() -> str:
-    """The admin's "Check the chain now", run by a worker on the maintenance queue."""
-    return check_and_record().message
+    """A full check in a worker (the admin's button, and hourly from maintenance); a broken
+    chain is logged as an error."""
+    import logging
+
+    report = check_and_record()
+    if not report.ok:
+        logging.getLogger(__name__).error("audit chain broken: %s", report.message)
+    return report.message
 
 
 def enqueue_check() -> None:
     from exports.maintenance import get_queue
 
     get_queue().enqueue(check_job, result_ttl=600, description="check the audit chain")
+
+
+PERIODIC_CHECK_KEY = "psimexport:audit-chain:periodic-check"
+PERIODIC_CHECK_SECONDS = 3600
+
+
+def check_periodically() -> bool:
+    """Maintenance's step: queue a full check at most once an hour (a Redis key with a TTL
+    says one was queued), as a job of its own so a long chain never holds the round."""
+    from exports.maintenance import get_queue
+
+    if not get_queue().connection.set(PERIODIC_CHECK_KEY, "1", nx=True, ex=PERIODIC_CHECK_SECONDS):
+        return False
+    enqueue_check()
+    return True

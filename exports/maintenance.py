@@ -5,6 +5,7 @@
 - recover tasks whose worker died (InProgress without a live lease): re-queue once, then fail;
 - re-queue Created tasks whose job vanished from Redis (e.g. Redis restarted empty);
 - remove leftover folders under EXPORTS_DIR that belong to no live task;
+- queue a full check of the audit trail's hash chain, once an hour;
 - re-index the cameras' archives.
 
 Recovery must never wait behind the work it frees: the round runs on a queue of its own that
@@ -50,6 +51,7 @@ def run_maintenance(reschedule: bool = True, reindex: bool = True) -> dict:
         "recovered": recover_stuck_tasks,
         "requeued": requeue_lost_jobs,
         "orphans": remove_orphan_folders,
+        "audit_check_queued": _check_audit_chain,
     }
     if reindex:
         steps["indexed"] = _reindex
@@ -78,6 +80,12 @@ def _forget_this_round() -> None:
     conn = _connection()
     if job is not None and conn.get(PENDING_KEY) == job.id.encode():
         conn.delete(PENDING_KEY)
+
+
+def _check_audit_chain() -> bool:
+    from exports.audit_chain import check_periodically
+
+    return check_periodically()
 
 
 # One camera's re-index may take this long per round; a hung archive (a mount gone away)

@@ -258,3 +258,22 @@ def test_the_chain_check_is_for_those_who_may_view_the_trail(task, redis_conn):
     client = Client()
     client.force_login(staff)
     assert client.post(reverse("admin:exports_auditevent_check")).status_code == 403
+
+
+def test_maintenance_queues_a_full_check_once_an_hour(task, redis_conn, caplog):
+    from exports.maintenance import get_queue
+    from tests.api_support import run_worker
+
+    write_events(task, 2)
+    assert audit_chain.check_periodically() is True
+    assert audit_chain.check_periodically() is False  # queued already this hour
+    run_worker(get_queue())
+    check = audit_chain.last_check()
+    assert check.checked_ok and check.checked_events == 2
+
+    AuditEvent.objects.filter(seq=1).update(camera_id="9")
+    redis_conn.delete(audit_chain.PERIODIC_CHECK_KEY)  # an hour later
+    assert audit_chain.check_periodically() is True
+    run_worker(get_queue())
+    assert audit_chain.last_check().checked_ok is False
+    assert "audit chain broken: event #1" in caplog.text
