@@ -116,8 +116,8 @@ def writer_child(args) -> None:
     written = time.perf_counter()
     os.sync()
     space = free_before - disk_free(Path(args.out).parent)
-    chunks = [mp4writer._chunk(t) for t in tracks]
-    extents = mp4writer._place(tracks, chunks, mp4writer._interleave(tracks, chunks)).source
+    tables = [track.tables(number) for number, track in enumerate(tracks, 1)]
+    extents = mp4writer._layout(tables, len(sources))[1].source
     print(json.dumps({
         "seconds": written - indexed, "index_seconds": index_seconds,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -200,9 +200,9 @@ def test_chunks_interleave_audio_and_video_within_a_second(tmp_path):
 
 def test_samples_are_copied_in_a_few_large_extents(tmp_path):
     paths = segments(tmp_path, [synth.SegmentSpec(bframes=2)] * 3)
-    tracks, _ = concatenated(paths)
-    chunks = [mp4writer._chunk(t) for t in tracks]
-    runs = mp4writer._place(tracks, chunks, mp4writer._interleave(tracks, chunks))
+    tracks, sources = concatenated(paths)
+    tables = [track.tables(number) for number, track in enumerate(tracks, 1)]
+    _, runs = mp4writer._layout(tables, len(sources))
     assert len(runs.source) <= 3 * len(paths)  # one per file, plus a re-ordered audio tail each
     assert int(runs.length.sum()) == sum(int(t.size.sum()) for t in tracks)
 
@@ -319,10 +319,11 @@ def test_offsets_past_4_gib_use_co64_and_a_64_bit_mdat(tmp_path):
         offset=np.zeros(3, np.int64),
         entry=np.zeros(3, np.uint8),
     )
-    chunks = [mp4writer._chunk(track)]
-    runs = mp4writer._place([track], chunks, mp4writer._interleave([track], chunks))
+    tables = [track.tables()]
+    chunks, runs = mp4writer._layout(tables, 3)
     data_size = int(runs.target[-1] + runs.length[-1])
-    head = b"".join(mp4writer._header([track], chunks, "mp4", None, None, data_size))
+    head = mp4writer._header(tables, chunks, "mp4", None, None, data_size)
+    head = b"".join(mp4writer._pieces(head))
     assert len(head) % mp4writer.BLOCK == 0
     assert [k for k, _, _ in boxes(head)][:2] == [b"ftyp", b"moov"]
     stbl = find(head, b"moov", b"trak", b"mdia", b"minf", b"stbl")[0]

@@ -2,8 +2,10 @@
 
 Pure functions from values (and numpy arrays) to bytes; mp4writer.py decides what goes where.
 Section numbers are ISO/IEC 14496-12:2015 unless said otherwise; "QTFF" is Apple's QuickTime
-File Format specification. Tables are built from numpy arrays with `.astype(">u4").tobytes()`
-so a day of samples never becomes a Python list.
+File Format specification. Per-sample tables (stts, ctts, stss, stsz) take their rows already
+in the box's layout as "rows": an object with `count` (rows), `len()` (bytes) and `pieces()`
+(the bytes, piece by piece; mp4tables.Column, which may hold them in a temporary file), so a
+day of samples is never one more copy in memory.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ def box(kind: bytes, *payload: bytes) -> bytes:
 
 
 class Container:
-    """A box kept as its children (bytes or Containers) and written piece by piece, so a moov
-    with a day of sample tables is never joined into one more copy of itself."""
+    """A box kept as its children (bytes, Containers or rows) and written piece by piece, so a
+    moov with a day of sample tables is never joined into one more copy of itself."""
 
     def __init__(self, kind: bytes, *children):
         self.kind = kind
@@ -45,7 +47,7 @@ class Container:
         """The box's bytes, in order, as the pieces it was built from."""
         yield struct.pack(">I4s", len(self), self.kind)
         for child in self.children:
-            if isinstance(child, Container):
+            if hasattr(child, "pieces"):
                 yield from child.pieces()
             else:
                 yield child
@@ -291,49 +293,44 @@ def stsd(entries: list[bytes]) -> bytes:
 # -- sample tables ------------------------------------------------------------------------
 
 
-def run_lengths(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(counts, values) of the runs of equal consecutive values."""
-    if len(values) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, values.dtype)
-    starts = np.concatenate(([0], np.flatnonzero(values[1:] != values[:-1]) + 1))
-    counts = np.diff(np.concatenate((starts, [len(values)])))
-    return counts, values[starts]
+def _table(kind: bytes, rows, prefix: bytes = b"") -> Container:
+    """A FullBox (version 0) of `rows.count` rows: kept unjoined, the table can be large."""
+    return Container(kind, struct.pack(">I", 0) + prefix + struct.pack(">I", rows.count), rows)
 
 
-def _table(kind: bytes, count: int, table: bytes, prefix: bytes = b"") -> Container:
-    """A FullBox (version 0) of `count` rows: kept unjoined, the table can be large."""
-    return Container(kind, struct.pack(">I", 0) + prefix + struct.pack(">I", count), table)
+def stts(rows) -> Container:
+    """TimeToSampleBox (8.6.1.2): rows of (sample count, decode delta), u32 each."""
+    return _table(b"stts", rows)
 
 
-def _u32_pairs(first: np.ndarray, second: np.ndarray) -> bytes:
-    table = np.empty((len(first), 2), dtype=">u4")
-    table[:, 0] = first
-    table[:, 1] = second
-    return table.tobytes()
+def ctts(rows) -> Container:
+    """CompositionOffsetBox (8.6.1.3), version 0: rows of (sample count, offset >= 0)."""
+    return _table(b"ctts", rows)
 
 
-def stts(counts: np.ndarray, deltas: np.ndarray) -> Container:
-    """TimeToSampleBox (8.6.1.2) from run-length encoded decode deltas."""
-    return _table(b"stts", len(counts), _u32_pairs(counts, deltas))
+def stss(rows) -> Container:
+    """SyncSampleBox (8.6.2): rows of 1-based sync sample numbers."""
+    return _table(b"stss", rows)
 
 
-def ctts(cts: np.ndarray) -> Container:
-    """CompositionOffsetBox (8.6.1.3), version 0 (unsigned offsets)."""
-    counts, values = run_lengths(cts)
-    return _table(b"ctts", len(counts), _u32_pairs(counts, values))
+def stsz(rows, constant: int = 0, count: int = 0) -> Container:
+    """SampleSizeBox (8.7.3.2): one size for all `count` samples (rows None), or a row each."""
+    if rows is None:
+        return _table(b"stsz", _NoRows(count), prefix=struct.pack(">I", constant))
+    return _table(b"stsz", rows, prefix=bytes(4))
 
 
-def stss(sync: np.ndarray) -> Container:
-    """SyncSampleBox (8.6.2): 1-based numbers of the sync samples."""
-    numbers = np.flatnonzero(sync) + 1
-    return _table(b"stss", len(numbers), numbers.astype(">u4").tobytes())
+class _NoRows:
+    """A table of `count` samples that has no rows (stsz with a constant size)."""
 
+    def __init__(self, count: int):
+        self.count = count
 
-def stsz(sizes: np.ndarray | None, constant: int = 0, count: int = 0) -> Container:
-    """SampleSizeBox (8.7.3.2): one size for all samples, or a size per sample."""
-    if sizes is None:
-        return _table(b"stsz", count, b"", prefix=struct.pack(">I", constant))
-    return _table(b"stsz", len(sizes), sizes.astype(">u4").tobytes(), prefix=bytes(4))
+    def __len__(self) -> int:
+        return 0
+
+    def pieces(self):
+        return iter(())
 
 
 def stsc(samples_per_chunk: np.ndarray, entry_index: np.ndarray) -> Container:
@@ -344,7 +341,7 @@ def stsc(samples_per_chunk: np.ndarray, entry_index: np.ndarray) -> Container:
     table[:, 0] = starts + 1  # first_chunk, 1-based
     table[:, 1] = samples_per_chunk[starts]
     table[:, 2] = entry_index[starts] + 1  # sample_description_index, 1-based
-    return _table(b"stsc", len(starts), table.tobytes())
+    return _table(b"stsc", _Rows(table))
 
 
 def chunk_offsets_size(count: int, wide: bool) -> int:
@@ -355,7 +352,21 @@ def chunk_offsets_size(count: int, wide: bool) -> int:
 def chunk_offsets(offsets: np.ndarray, wide: bool) -> Container:
     """ChunkOffsetBox `stco` or, for offsets past 4 GiB, ChunkLargeOffsetBox `co64` (8.7.5)."""
     if wide:
-        return _table(b"co64", len(offsets), offsets.astype(">u8").tobytes())
+        return _table(b"co64", _Rows(offsets.astype(">u8")))
     if len(offsets) and int(offsets.max()) > U32_MAX:
         raise OverflowError("chunk offset past 4 GiB needs co64")
-    return _table(b"stco", len(offsets), offsets.astype(">u4").tobytes())
+    return _table(b"stco", _Rows(offsets.astype(">u4")))
+
+
+class _Rows:
+    """Rows held as one numpy array in the box's byte order (per-chunk tables)."""
+
+    def __init__(self, table: np.ndarray):
+        self.count = len(table)
+        self.data = table.tobytes()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def pieces(self):
+        yield self.data

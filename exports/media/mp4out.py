@@ -19,9 +19,9 @@ import numpy as np
 
 from . import nal
 from .errors import ExportCancelled, ExportError
-from .executor import Encoder, InOrder, Progress, SegmentRun, smart_encoder
+from .executor import InOrder, Progress, SegmentRun, SmartCutVideo
 from .frameindex import Kind
-from .mp4writer import SampleEntry, Track, WriteCancelled, write_mp4
+from .mp4writer import SPOOL, SampleEntry, TrackTables, WriteCancelled, write_tables
 from .plan import Copy, Plan, PlanSegment
 
 MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
@@ -64,7 +64,7 @@ def execute_mp4(
         output.spool.close()
         tracks = output.tracks()
         try:
-            write_mp4(
+            write_tables(
                 out_path,
                 tracks,
                 [*output.sources, spool_path],
@@ -77,7 +77,7 @@ def execute_mp4(
         except WriteCancelled as error:
             raise ExportCancelled("the export was cancelled") from error
     finally:
-        output.spool.close()
+        output.close()
         spool_path.unlink(missing_ok=True)
 
 
@@ -97,27 +97,6 @@ class _Spool:
     def close(self) -> None:
         if not self.file.closed:
             self.file.close()
-
-
-class _Samples:
-    """Per-sample arrays of one track, appended in pieces, joined once at the end."""
-
-    NAMES = ("pts", "dts", "duration", "sync", "size", "source", "offset", "entry")
-
-    def __init__(self):
-        self.pieces = {name: [] for name in self.NAMES}
-
-    def add(self, **arrays) -> None:
-        count = len(np.atleast_1d(arrays["pts"]))
-        for name in self.NAMES:
-            self.pieces[name].append(np.broadcast_to(np.asarray(arrays[name]), (count,)).copy())
-
-    def joined(self, name: str, dtype) -> np.ndarray:
-        parts = self.pieces[name]
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-    def __len__(self) -> int:
-        return sum(len(p) for p in self.pieces["pts"])
 
 
 class _Entries:
@@ -144,6 +123,7 @@ class _Mp4Output:
 
     def __init__(self, plan: Plan, segments: list[PlanSegment], spool_path: Path):
         self.plan, self.segments = plan, segments
+        self.spool_path = spool_path
         self.spool = _Spool(spool_path)
         self.sources: list[Path] = []
         self.source_of: dict[Path, int] = {}
@@ -157,20 +137,25 @@ class _Mp4Output:
             self.sources.append(path)
         return self.source_of[path]
 
-    def tracks(self) -> list[Track]:
-        spool = len(self.sources)
-        tracks = [self.video.track(spool)]
-        if self.audio is not None and len(self.audio.samples):
-            tracks.append(self.audio.track(spool))
+    def tracks(self) -> list[TrackTables]:
+        tracks = [self.video.tables]
+        if self.audio is not None and self.audio.tables is not None and self.audio.tables.samples:
+            tracks.append(self.audio.track())
         planned = self.plan.frames
-        if len(tracks[0].dts) != planned:
+        if tracks[0].samples != planned:
             raise ExportError(
-                f"the plan has {planned} video frames but {len(tracks[0].dts)} were written"
+                f"the plan has {planned} video frames but {tracks[0].samples} were written"
             )
         return tracks
 
+    def close(self) -> None:
+        self.spool.close()
+        self.video.tables.close()
+        if self.audio is not None and self.audio.tables is not None:
+            self.audio.tables.close()
 
-class _Mp4Video:
+
+class _Mp4Video(SmartCutVideo):
     """The video track: copy runs as index ranges, re-encoded frames spooled."""
 
     annexb = False
@@ -191,8 +176,9 @@ class _Mp4Video:
             self.profile, self.level = ctx.profile, getattr(ctx, "level", 0) or 0
         self.encoder_sps_id = 0
         self.queue = InOrder(self)
-        self.samples = _Samples()
         self.entries = _Entries()
+        folder = output.spool_path.parent
+        self.tables = TrackTables("video", int(1 / plan.unit), self.entries.entries, 1, folder)
         self.in_band = plan.video_codec == "hevc" and plan.reencoded_frames > 0
         self.prefixed = self._copies_after_hevc_runs(plan)
 
@@ -246,10 +232,10 @@ class _Mp4Video:
             with open(seg.path, "rb") as file:
                 file.seek(int(offsets[0]))
                 data = prefix + file.read(int(sizes[0]))
-            offsets[0], sizes[0], sources[0] = self.output.spool.add(data), len(data), -1
-        self.samples.add(
-            pts=step.pts,
+            offsets[0], sizes[0], sources[0] = self.output.spool.add(data), len(data), SPOOL
+        self.tables.add(
             dts=step.dts,
+            cts=step.pts - step.dts,
             duration=index.duration[packets] * scale,
             sync=(index.kind[packets] == Kind.IDR) | (index.kind[packets] == Kind.OPEN),
             size=sizes,
@@ -264,13 +250,13 @@ class _Mp4Video:
         # from the copied frames' (a visible contrast jump at the splice).
         entry = self._entry(self.info)
         offset = self.output.spool.add(data)
-        self.samples.add(
-            pts=pts,
+        self.tables.add(
             dts=dts,
+            cts=pts - dts,
             duration=duration,
             sync=keyframe,
             size=len(data),
-            source=-1,
+            source=SPOOL,
             offset=offset,
             entry=entry,
         )
@@ -278,42 +264,8 @@ class _Mp4Video:
     def encoded(self, data: bytes) -> bytes:
         return nal.annexb_to_avcc(data, self.length_size) if self.nal_codec else data
 
-    def new_smart_encoder(self, width: int, height: int):
-        self.encoder_sps_id = self.encoder_sps_id % 31 + 1
-        ctx = smart_encoder(
-            self.plan.video_codec,
-            self.info,
-            width,
-            height,
-            self.rate,
-            self.profile,
-            self.level,
-            self.encoder_sps_id,
-        )
-        return Encoder(self, ctx, own=True)
-
     def finish(self) -> None:
         self.queue.drain_all()
-
-    def track(self, spool: int) -> Track:
-        samples = self.samples
-        dts = samples.joined("dts", np.int64)
-        source = samples.joined("source", np.int32)
-        source[source < 0] = spool
-        return Track(
-            media="video",
-            timescale=int(1 / self.plan.unit),
-            entries=self.entries.entries,
-            dts=dts,
-            cts=(samples.joined("pts", np.int64) - dts).astype(np.int32),
-            duration=samples.joined("duration", np.int32),
-            sync=samples.joined("sync", bool),
-            size=samples.joined("size", np.int32),
-            source=source,
-            offset=samples.joined("offset", np.int64),
-            entry=samples.joined("entry", np.uint8),
-            presentation_start=0,
-        )
 
 
 class _Mp4Audio:
@@ -323,15 +275,16 @@ class _Mp4Audio:
 
     def __init__(self, output: _Mp4Output, plan: Plan):
         self.output, self.plan = output, plan
-        self.samples = _Samples()
         self.entries = _Entries()
-        self.rate = 0
+        self.tables: TrackTables | None = None  # made with the first packets: their rate
 
     def copy_range(self, seg: PlanSegment, run) -> None:
         index = seg.index.audio
         info = index.info
-        self.rate = self.rate or info.sample_rate
-        to_rate = self.plan.unit * self.rate  # plan ticks -> samples (exact: see plan._unit)
+        if self.tables is None:
+            folder = self.output.spool_path.parent
+            self.tables = TrackTables("audio", info.sample_rate, self.entries.entries, 2, folder)
+        to_rate = self.plan.unit * self.tables.timescale  # plan ticks -> samples (exact)
         entry = self.entries.index_of(
             SampleEntry(
                 codec="aac",
@@ -343,9 +296,9 @@ class _Mp4Audio:
         packets = run.packets
         pts = (run.pts * to_rate.numerator) // to_rate.denominator
         duration = (run.duration * to_rate.numerator) // to_rate.denominator
-        self.samples.add(
-            pts=pts,
+        self.tables.add(
             dts=pts,
+            cts=0,
             duration=duration,
             sync=True,
             size=index.size[packets],
@@ -354,20 +307,6 @@ class _Mp4Audio:
             entry=entry,
         )
 
-    def track(self, spool: int) -> Track:
-        samples = self.samples
-        dts = samples.joined("dts", np.int64)
-        return Track(
-            media="audio",
-            timescale=self.rate,
-            entries=self.entries.entries,
-            dts=dts,
-            cts=np.zeros(len(dts), np.int32),
-            duration=samples.joined("duration", np.int32),
-            sync=samples.joined("sync", bool),
-            size=samples.joined("size", np.int32),
-            source=samples.joined("source", np.int32),
-            offset=samples.joined("offset", np.int64),
-            entry=samples.joined("entry", np.uint8),
-            presentation_start=max(0, int(dts[0])),
-        )
+    def track(self) -> TrackTables:
+        self.tables.presentation_start = max(0, self.tables.first_dts)
+        return self.tables

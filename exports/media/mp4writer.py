@@ -1,19 +1,23 @@
 """Write an MP4 or MOV file from byte ranges of other files (stream copy without a muxer).
 
-Interface (the executor builds Tracks from frame indexes and a plan)::
+Interface (the executor fills TrackTables from frame indexes and a plan)::
 
-    write_mp4(path, tracks, sources, brand="mp4", creation_time=None, title=None,
-              progress=None, cancelled=None) -> int   # bytes written
+    write_tables(path, tracks, sources, brand="mp4", creation_time=None, title=None,
+                 progress=None, cancelled=None) -> int   # bytes written
+    write_mp4(path, [Track, ...], sources, ...)          # the same from whole per-sample arrays
 
-- `Track` arrays are per sample in decode order. `dts`/`cts` are on the output timeline in the
+- `TrackTables.add(dts, cts, duration, sync, size, source, offset, entry)` takes samples in
+  decode order, a run at a time (see mp4tables.py: memory does not grow with the samples; a
+  day's per-sample tables go to temporary files). `dts`/`cts` are on the output timeline in the
   track's `timescale`: a sample is presented at movie time `dts + cts` (all tracks share time 0,
   each in its own timescale), so the first dts may be negative (B-frame delay). The writer
   rebases the media so the first sample decodes at media time 0.
 - `presentation_start` (same timeline): samples presented before it are hidden by the edit
   list; if it is above 0, an empty edit keeps the track at its place on the shared timeline.
   The usual values: 0 for video (first output pts 0, dts from -delay) and for audio.
-- `sources[track.source[i]]` holds sample i at `track.offset[i]`, `track.size[i]` bytes, in the
-  exact form the sample entry needs (length-prefixed NAL units for h264/hevc, raw AAC frames).
+- `sources[source]` holds a sample at `offset`, `size` bytes, in the exact form the sample
+  entry needs (length-prefixed NAL units for h264/hevc, raw AAC frames); `SPOOL` (-1) names
+  the last source (a spool file of new bytes, known only at the end).
 - PCM (`pcm_s16le`, `pcm_mulaw`, `pcm_alaw`; mov only) samples are packets of whole PCM
   frames; `timescale` must be the sample rate and each duration the packet's frame count.
 - `progress(fraction)` is called between copy pieces (<= 16 MiB, well under a second), at most
@@ -90,19 +94,32 @@ import numpy as np
 
 from . import mp4boxes as b
 from .extentcopy import ExtentCopier
+from .mp4tables import (
+    CHUNK_SECONDS,
+    SPOOL,
+    VIDEO_CODECS,
+    Mp4WriteError,
+    SampleEntry,
+    TrackTables,
+)
+
+__all__ = [
+    "CHUNK_SECONDS",
+    "SPOOL",
+    "Mp4WriteError",
+    "SampleEntry",
+    "Track",
+    "TrackTables",
+    "WriteCancelled",
+    "write_mp4",
+    "write_tables",
+]
 
 MOVIE_TIMESCALE = 1000
-CHUNK_SECONDS = 1.0
 COPY_PIECE = 16 << 20  # bytes per copy call: progress and cancel checks in between
 BLOCK = 4096  # filesystem block: reflinks share whole blocks at equal offsets modulo this
 ALIGN_MIN = 256 << 10  # runs this long are block-aligned like their source
 REPORT_SECONDS = 0.2  # least time between two progress calls / cancel polls
-VIDEO_CODECS = {"h264", "hevc", "mjpeg"}
-AUDIO_CODECS = {"aac", *b.PCM_FOURCC}
-
-
-class Mp4WriteError(ValueError):
-    """The tracks cannot be written as given (the message says why)."""
 
 
 class WriteCancelled(Exception):
@@ -110,23 +127,9 @@ class WriteCancelled(Exception):
 
 
 @dataclass
-class SampleEntry:
-    """One stsd entry; a track may have several (e.g. an SPS change between segments)."""
-
-    codec: str  # h264 | hevc | mjpeg | aac | pcm_s16le | pcm_mulaw | pcm_alaw
-    extradata: bytes = b""  # avcC / hvcC record / AudioSpecificConfig
-    width: int = 0
-    height: int = 0
-    color: tuple[int, int, int, int] | None = None  # range, primaries, trc, matrix -> colr
-    sample_rate: int = 0
-    channels: int = 0
-    hevc_in_band: bool = False  # -> `hev1` instead of `hvc1`
-    pixel_aspect: tuple[int, int] | None = None  # -> `pasp` (horizontal, vertical spacing)
-
-
-@dataclass
 class Track:
-    """One output track: its sample entries and, per sample in decode order, numpy arrays."""
+    """One output track given whole: its sample entries and, per sample in decode order,
+    numpy arrays (the simple interface; `TrackTables` is filled piece by piece instead)."""
 
     media: str  # video | audio
     timescale: int
@@ -140,6 +143,15 @@ class Track:
     offset: np.ndarray  # int64 byte offset in that source
     entry: np.ndarray  # uint8 stsd index (0-based) per sample
     presentation_start: int = 0
+
+    def tables(self, number: int = 1, folder: Path | None = None) -> TrackTables:
+        names = ("dts", "cts", "duration", "sync", "size", "source", "offset", "entry")
+        tables = TrackTables(self.media, self.timescale, self.entries, number, folder)
+        if len({len(getattr(self, name)) for name in names}) > 1:
+            tables.fail("per-sample arrays differ in length")
+        tables.add(*(getattr(self, name) for name in names))
+        tables.presentation_start = self.presentation_start
+        return tables
 
 
 @dataclass
@@ -155,13 +167,19 @@ class Extents:
 
 @dataclass
 class _Chunks:
-    """A track's chunks: first sample, sample count, bytes, stsd entry, output offset."""
+    """A track's chunks: samples (PCM: frames), bytes, stsd entry, where they are (source and
+    offset), first decode time, and their offset in the output."""
 
-    first: np.ndarray
     count: np.ndarray
     nbytes: np.ndarray
     entry: np.ndarray
-    offset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    source: np.ndarray
+    offset: np.ndarray
+    dts: np.ndarray
+    out: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.count)
 
 
 def write_mp4(
@@ -175,20 +193,38 @@ def write_mp4(
     cancelled: Callable[[], bool] | None = None,
 ) -> int:
     """Write `tracks` (bytes taken from `sources`) to `path` as mp4 or mov; return its size."""
+    tables = [track.tables(number, Path(path).parent) for number, track in enumerate(tracks, 1)]
+    try:
+        return write_tables(path, tables, sources, brand, creation_time, title, progress, cancelled)
+    finally:
+        for table in tables:
+            table.close()
+
+
+def write_tables(
+    path: Path,
+    tracks: list[TrackTables],
+    sources: list[Path],
+    brand: str = "mp4",
+    creation_time: datetime | None = None,
+    title: str | None = None,
+    progress: Callable[[float], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> int:
+    """`write_mp4` from tracks filled with `TrackTables.add` (the caller closes them)."""
     if brand not in ("mp4", "mov"):
         raise Mp4WriteError(f"brand must be mp4 or mov, not {brand!r}")
-    for number, track in enumerate(tracks, 1):
-        _check_track(number, track, brand, len(sources))
     if not tracks:
         raise Mp4WriteError("no tracks to write")
-    chunks = [_chunk(track) for track in tracks]
-    runs = _place(tracks, chunks, _interleave(tracks, chunks))
+    for track in tracks:
+        track.check(brand)
+    chunks, runs = _layout(tracks, len(sources))
     data_size = int(runs.target[-1] + runs.length[-1])
     head = _header(tracks, chunks, brand, creation_time, title, data_size)
-    head_size = sum(len(piece) for piece in head)
+    head_size = sum(len(part) for part in head)
     try:
         with open(path, "wb") as out:
-            out.writelines(head)
+            out.writelines(_pieces(head))
             del head
             out.flush()
             _copy_samples(out.fileno(), head_size, runs, sources, progress, cancelled)
@@ -199,77 +235,16 @@ def write_mp4(
     return head_size + data_size
 
 
-# -- checks ---------------------------------------------------------------------------------
-
-
-def _check_track(number: int, track: Track, brand: str, source_count: int) -> None:
-    def fail(why: str):
-        raise Mp4WriteError(f"track {number} ({track.media}): {why}")
-
-    n = len(track.dts)
-    arrays = ("cts", "duration", "sync", "size", "source", "offset", "entry")
-    if n == 0:
-        fail("no samples")
-    if any(len(getattr(track, name)) != n for name in arrays):
-        fail("per-sample arrays differ in length")
-    if track.timescale <= 0 or not track.entries:
-        fail("needs a positive timescale and at least one sample entry")
-    if len(track.entries) > 255 or track.entry.max() >= len(track.entries):
-        fail("sample entry index out of range")
-    if n > 1 and not (np.diff(track.dts) > 0).all():
-        fail("decode times must be strictly increasing")
-    if track.cts.min() < 0:
-        fail("composition offsets must be >= 0 (pts >= dts)")
-    if track.size.min() < 0 or track.offset.min() < 0 or track.duration[-1] <= 0:
-        fail("negative size or offset, or a last sample without duration")
-    if track.source.min() < 0 or track.source.max() >= source_count:
-        fail("source index out of range")
-    if track.presentation_start < track.dts[0] or track.presentation_start < 0:
-        fail("presentation_start must be >= 0 and >= the first dts")
-    codecs = {entry.codec for entry in track.entries}
-    allowed = VIDEO_CODECS if track.media == "video" else AUDIO_CODECS
-    if track.media not in ("video", "audio") or not codecs <= allowed:
-        fail(f"cannot write {', '.join(sorted(codecs))} as {track.media}")
-    pcm = codecs & set(b.PCM_FOURCC)
-    if pcm:
-        if brand != "mov" or len(codecs) > 1:
-            fail("PCM is written to mov only, and alone in its track")
-        entry = track.entries[0]
-        frame_bytes = b.PCM_BYTES[entry.codec] * entry.channels
-        if entry.sample_rate != track.timescale or entry.sample_rate > 0xFFFF:
-            fail("PCM needs timescale = sample rate (at most 65535 Hz)")
-        if (track.size % frame_bytes).any() or (track.size // frame_bytes != track.duration).any():
-            fail("PCM packet sizes must be whole frames matching their durations")
-        if track.cts.any():
-            fail("PCM samples have no composition offset")
-
-
-def _is_pcm(track: Track) -> bool:
-    return track.entries[0].codec in b.PCM_FOURCC
-
-
 # -- layout ---------------------------------------------------------------------------------
 
 
-def _chunk(track: Track) -> _Chunks:
-    """Split a track into chunks that are contiguous in their source (see module docstring)."""
-    # One temporary array at a time: a day of audio is millions of samples.
-    breaks = track.source[1:] != track.source[:-1]
-    breaks |= track.offset[1:] != track.offset[:-1] + track.size[:-1]
-    breaks |= track.entry[1:] != track.entry[:-1]
-    bucket = (track.dts - track.dts[0]) // max(1, round(track.timescale * CHUNK_SECONDS))
-    breaks |= bucket[1:] != bucket[:-1]
-    del bucket
-    if track.media == "audio":
-        # Demuxers time the samples of a PCM chunk from its first one: a gap starts a chunk.
-        breaks |= track.dts[1:] != track.dts[:-1] + track.duration[:-1]
-    first = np.concatenate(([0], np.flatnonzero(breaks) + 1)).astype(np.int64)
-    count = np.diff(np.concatenate((first, [len(track.dts)])))
-    nbytes = np.add.reduceat(track.size.astype(np.int64), first)
-    return _Chunks(first, count, nbytes, track.entry[first].astype(np.int64))
+def _layout(tracks: list[TrackTables], source_count: int) -> tuple[list[_Chunks], Extents]:
+    """The tracks' chunks, placed in the mdat, and the extents to copy there."""
+    chunks = [_Chunks(**track.chunk_table(source_count)) for track in tracks]
+    return chunks, _place(chunks, _interleave(tracks, chunks))
 
 
-def _interleave(tracks: list[Track], chunks: list[_Chunks]) -> np.ndarray:
+def _interleave(tracks: list[TrackTables], chunks: list[_Chunks]) -> np.ndarray:
     """Output order of all chunks as (track, chunk) rows: by time, keeping each source's order.
 
     A chunk's sort key is the latest decode time of the chunks before it in its source file (a
@@ -278,13 +253,11 @@ def _interleave(tracks: list[Track], chunks: list[_Chunks]) -> np.ndarray:
     derived anew); a chunk more than CHUNK_SECONDS out of time order in its source (a file
     that is not interleaved) is placed by its own time instead, so playback stays progressive.
     """
-    when = np.concatenate(
-        [t.dts[c.first] / t.timescale for t, c in zip(tracks, chunks, strict=True)]
-    )
-    source = np.concatenate([t.source[c.first] for t, c in zip(tracks, chunks, strict=True)])
-    offset = np.concatenate([t.offset[c.first] for t, c in zip(tracks, chunks, strict=True)])
-    track_of = np.concatenate([np.full(len(c.first), i) for i, c in enumerate(chunks)])
-    chunk_of = np.concatenate([np.arange(len(c.first)) for c in chunks])
+    when = np.concatenate([c.dts / t.timescale for t, c in zip(tracks, chunks, strict=True)])
+    source = np.concatenate([c.source for c in chunks])
+    offset = np.concatenate([c.offset for c in chunks])
+    track_of = np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)])
+    chunk_of = np.concatenate([np.arange(len(c)) for c in chunks])
     when = when - when.min()
     in_file = np.lexsort((offset, source))
     span = float(when.max()) + 1.0  # shifting each source by span restarts the maximum per file
@@ -296,7 +269,7 @@ def _interleave(tracks: list[Track], chunks: list[_Chunks]) -> np.ndarray:
     return np.column_stack((track_of[order], chunk_of[order]))
 
 
-def _place(tracks: list[Track], chunks: list[_Chunks], order: np.ndarray) -> Extents:
+def _place(chunks: list[_Chunks], order: np.ndarray) -> Extents:
     """Lay the chunks out in the mdat payload in `order`; set their offsets (relative to the
     payload) and return the byte runs to copy.
 
@@ -308,11 +281,11 @@ def _place(tracks: list[Track], chunks: list[_Chunks], order: np.ndarray) -> Ext
     source = np.empty(len(order), np.int64)
     offset = np.empty(len(order), np.int64)
     length = np.empty(len(order), np.int64)
-    for index, (t, c) in enumerate(zip(tracks, chunks, strict=True)):
+    for index, c in enumerate(chunks):
         mine = track_of == index
         picked = chunk_of[mine]
-        source[mine] = t.source[c.first[picked]]
-        offset[mine] = t.offset[c.first[picked]]
+        source[mine] = c.source[picked]
+        offset[mine] = c.offset[picked]
         length[mine] = c.nbytes[picked]
     joined = (source[1:] == source[:-1]) & (offset[1:] == offset[:-1] + length[:-1])
     starts = np.concatenate(([0], np.flatnonzero(~joined) + 1))
@@ -334,16 +307,17 @@ def _place(tracks: list[Track], chunks: list[_Chunks], order: np.ndarray) -> Ext
     target = runs.target[run_of_chunk] + offset - runs.offset[run_of_chunk]
     for index, c in enumerate(chunks):
         mine = track_of == index
-        c.offset = np.empty(len(c.first), np.int64)
-        c.offset[chunk_of[mine]] = target[mine]
+        c.out = np.empty(len(c), np.int64)
+        c.out[chunk_of[mine]] = target[mine]
     return runs
 
 
 # -- moov -----------------------------------------------------------------------------------
 
 
-def _header(tracks, chunks, brand, creation_time, title, data_size) -> list[bytes]:
-    """ftyp, moov, free, mdat header as pieces; chunk offsets point into the mdat after them."""
+def _header(tracks, chunks, brand, creation_time, title, data_size) -> list:
+    """ftyp, moov, free, mdat header (the moov a container written piece by piece); the
+    chunk offsets point into the mdat after them."""
     mov = brand == "mov"
     created = b.mac_time(creation_time)
     ftyp = b.ftyp(brand, {e.codec for t in tracks for e in t.entries})
@@ -359,31 +333,39 @@ def _header(tracks, chunks, brand, creation_time, title, data_size) -> list[byte
         moov.children.append(b.udta_title(title, mov))
     # The chunk offsets depend on the moov size, which depends on stco (32-bit) vs co64; a
     # `free` box then starts the mdat payload on a block boundary (see _place).
-    largest = max(int(c.offset.max()) for c in chunks)
+    largest = max(int(c.out.max()) for c in chunks)
     wide = False
     unpadded = len(ftyp) + len(moov) + mdat_header
-    unpadded += sum(b.chunk_offsets_size(len(c.first), wide) for c in chunks)
+    unpadded += sum(b.chunk_offsets_size(len(c), wide) for c in chunks)
     if unpadded + BLOCK + 8 + largest > b.U32_MAX:
         wide = True
-        unpadded += sum(len(c.first) * 4 for c in chunks)
+        unpadded += sum(len(c) * 4 for c in chunks)
     free = b.box(b"free", bytes((-(unpadded + 8)) % BLOCK))
     base = unpadded + len(free)
     for (_, stbl, _), c in zip(traks, chunks, strict=True):
-        stbl.children.append(b.chunk_offsets(c.offset + base, wide))
+        stbl.children.append(b.chunk_offsets(c.out + base, wide))
     if mdat_header == 16:
         mdat = b.struct.pack(">I4sQ", 1, b"mdat", data_size + 16)
     else:
         mdat = b.struct.pack(">I4s", data_size + 8, b"mdat")
-    pieces = [ftyp, *moov.pieces(), free, mdat]
-    assert sum(len(p) for p in pieces) == base  # the offsets point where the mdat starts
-    return pieces
+    head = [ftyp, moov, free, mdat]
+    assert sum(len(part) for part in head) == base  # the offsets point where the mdat starts
+    return head
 
 
-def _trak(track_id: int, track: Track, chunks: _Chunks, mov: bool, created: int):
+def _pieces(parts: list):
+    """The bytes of boxes (bytes or containers) in order, piece by piece."""
+    for part in parts:
+        if hasattr(part, "pieces"):
+            yield from part.pieces()
+        else:
+            yield part
+
+
+def _trak(track_id: int, track: TrackTables, chunks: _Chunks, mov: bool, created: int):
     """(trak box, its stbl awaiting the chunk offsets, the track's duration in the movie)."""
     audio = track.media == "audio"
     edits, movie_duration = _edits(track)
-    media_duration = int(track.dts[-1] + track.duration[-1] - track.dts[0])
     first = track.entries[0]
     tkhd = b.tkhd(track_id, created, movie_duration, audio, first.width, first.height)
     handler = b.hdlr(
@@ -396,68 +378,44 @@ def _trak(track_id: int, track: Track, chunks: _Chunks, mov: bool, created: int)
         *_sample_tables(track, chunks),
     )
     minf = b.Container(b"minf", b.media_header(audio), *data_handler, b.dinf(), stbl)
-    mdia = b.Container(b"mdia", b.mdhd(created, track.timescale, media_duration), handler, minf)
+    mdhd = b.mdhd(created, track.timescale, track.media_duration)
+    mdia = b.Container(b"mdia", mdhd, handler, minf)
     return b.Container(b"trak", tkhd, b.elst(edits), mdia), stbl, movie_duration
 
 
-def _edits(track: Track) -> tuple[list[tuple[int, int]], int]:
+def _edits(track: TrackTables) -> tuple[list[tuple[int, int]], int]:
     """Edit list entries (movie timescale) and the track's duration in the movie."""
 
     def movie(value: int) -> int:
         return round(int(value) * MOVIE_TIMESCALE / track.timescale)
 
     start = int(track.presentation_start)
-    ends = track.dts + track.cts
-    ends += track.duration
-    end = int(ends.max())
-    del ends
     edits = [(movie(start), -1)] if start > 0 else []
-    edits.append((movie(end - start), start - int(track.dts[0])))
+    edits.append((movie(track.presented_end - start), start - track.first_dts))
     return edits, sum(d for d, _ in edits)
 
 
-def _sample_tables(track: Track, chunks: _Chunks) -> list[bytes]:
-    """stts, [ctts], [stss], stsc, stsz for a track (stco comes later)."""
-    if _is_pcm(track):
-        return _pcm_tables(track, chunks)
-    deltas = np.empty(len(track.dts), np.int64)
-    deltas[:-1] = np.diff(track.dts)
-    deltas[-1] = track.duration[-1]
-    tables = [b.stts(*b.run_lengths(deltas))]
-    if track.cts.any():
-        tables.append(b.ctts(track.cts))
-    if not track.sync.all():
+def _sample_tables(track: TrackTables, chunks: _Chunks) -> list:
+    """stts, [ctts], [stss], stsc, stsz for a track (stco comes later).
+
+    QuickTime PCM: every PCM frame is a table sample of constant size (and a gap after a
+    packet lengthens the delta of its last frame: see TrackTables._timing)."""
+    tables = [b.stts(track.stts())]
+    if track.offsets_nonzero:
+        tables.append(b.ctts(track.offsets.close()))
+    if not track.all_sync and not track.pcm:
         tables.append(b.stss(track.sync))
     tables.append(b.stsc(chunks.count, chunks.entry))
-    tables.append(b.stsz(track.size))
+    if track.pcm:
+        entry = track.entries[0]
+        frame_bytes = b.PCM_BYTES[entry.codec] * entry.channels
+        tables.append(b.stsz(None, constant=frame_bytes, count=track.units))
+    else:
+        tables.append(b.stsz(track.sizes))
     return tables
 
 
-def _pcm_tables(track: Track, chunks: _Chunks) -> list[bytes]:
-    """QuickTime PCM: every PCM frame is a table sample of constant size and duration 1.
-
-    A gap after a packet lengthens the delta of its last frame.
-    """
-    frames = track.duration.astype(np.int64)
-    after = np.empty(len(frames), np.int64)
-    after[:-1] = np.diff(track.dts)
-    after[-1] = frames[-1]
-    counts = np.column_stack((frames - 1, np.ones_like(frames))).ravel()
-    deltas = np.column_stack((np.ones_like(frames), after - frames + 1)).ravel()
-    keep = counts > 0
-    counts, deltas = counts[keep], deltas[keep]
-    starts = np.concatenate(([0], np.flatnonzero(deltas[1:] != deltas[:-1]) + 1))
-    frames_per_chunk = np.add.reduceat(frames, chunks.first)
-    entry = track.entries[0]
-    frame_bytes = b.PCM_BYTES[entry.codec] * entry.channels
-    return [
-        b.stts(np.add.reduceat(counts, starts), deltas[starts]),
-        b.stsc(frames_per_chunk, chunks.entry),
-        b.stsz(None, constant=frame_bytes, count=int(frames.sum())),
-    ]
-
-
-def _sample_entry(entry: SampleEntry, track: Track, track_id: int, mov: bool) -> bytes:
+def _sample_entry(entry: SampleEntry, track: TrackTables, track_id: int, mov: bool) -> bytes:
     """One stsd entry (see the module docstring for the boxes)."""
     if entry.codec in VIDEO_CODECS:
         children = []
@@ -476,25 +434,10 @@ def _sample_entry(entry: SampleEntry, track: Track, track_id: int, mov: bool) ->
     if entry.codec in b.PCM_FOURCC:
         fourcc = b.PCM_FOURCC[entry.codec]
         return b.audio_entry_v0(fourcc, entry.channels, entry.sample_rate, *b.chan(entry.channels))
-    esds = b.esds(track_id, entry.extradata, *_bitrates(track))
+    esds = b.esds(track_id, entry.extradata, *track.bitrates())
     if mov:
         return b.mov_aac_entry(entry.channels, entry.sample_rate, esds)
     return b.audio_entry_v0(b"mp4a", entry.channels, entry.sample_rate, esds)
-
-
-def _bitrates(track: Track) -> tuple[int, int, int]:
-    """esds buffer size (largest sample), peak bitrate over whole seconds, average bitrate."""
-    whole_seconds = int((track.dts[-1] - track.dts[0]) // track.timescale) + 1
-    edges = np.unique(
-        np.searchsorted(
-            track.dts, track.dts[0] + np.arange(whole_seconds, dtype=np.int64) * track.timescale
-        )
-    )
-    per_second = np.add.reduceat(track.size, edges, dtype=np.int64)
-    span = (track.dts[-1] + track.duration[-1] - track.dts[0]) / track.timescale
-    average = int(track.size.sum(dtype=np.int64) * 8 / max(span, 1e-9))
-    peak = max(int(per_second.max() * 8), average)
-    return int(track.size.max()), min(peak, b.U32_MAX), min(average, b.U32_MAX)
 
 
 # -- mdat -----------------------------------------------------------------------------------
