@@ -396,7 +396,9 @@ def _sample_kinds(fd: int, track, length_size: int, kind, recovery) -> None:
     read = os.pread
     heads = [read(fd, HEAD_BYTES, pos) for pos in positions]
     readable = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
-    table = np.frombuffer(b"".join(h.ljust(HEAD_BYTES, b"\0") for h in heads), dtype=np.uint8)
+    if len(heads) and readable.min() < HEAD_BYTES:  # the last samples of the file
+        heads = [head.ljust(HEAD_BYTES, b"\0") for head in heads]
+    table = np.frombuffer(b"".join(heads), dtype=np.uint8)
     kind[:], undecided = head_kinds(
         track.codec, table.reshape(-1, HEAD_BYTES), readable, track.size, length_size
     )
@@ -748,11 +750,15 @@ def _bitstream(codec: str, extradata: bytes) -> tuple[str, int]:
 def _mark_h264_leading(pts: np.ndarray, kind: np.ndarray) -> None:
     """H.264 has no leading-picture NAL types: a frame after a random access point in decode
     order but shown before it leads it; after an OPEN point it needs the previous GOP."""
-    points = np.flatnonzero((kind == Kind.IDR) | (kind == Kind.OPEN)).tolist()
-    for point, following in zip(points, points[1:] + [len(kind)], strict=True):
-        span = slice(point + 1, following)
-        leading = (kind[span] == Kind.INTER) & (pts[span] < pts[point])
-        kind[span][leading] = Kind.LEADING if kind[point] == Kind.OPEN else Kind.LEADING_OK
+    rows = np.arange(len(kind))
+    point = np.maximum.accumulate(np.where((kind == Kind.IDR) | (kind == Kind.OPEN), rows, -1))
+    after = point >= 0
+    leading = np.zeros(len(kind), dtype=bool)
+    leading[after] = (kind[after] == Kind.INTER) & (pts[after] < pts[point[after]])
+    open_point = np.zeros(len(kind), dtype=bool)
+    open_point[after] = kind[point[after]] == Kind.OPEN
+    kind[leading & open_point] = Kind.LEADING
+    kind[leading & ~open_point] = Kind.LEADING_OK
 
 
 def _pts_from_order(pts: np.ndarray, dts: np.ndarray, presentation: list) -> np.ndarray:

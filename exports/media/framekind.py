@@ -118,6 +118,7 @@ def _slice_type_table() -> np.ndarray:
 
 
 _SLICE_TYPE = _slice_type_table()
+_IDR, _OPEN, _INTER = int(Kind.IDR), int(Kind.OPEN), int(Kind.INTER)  # enum lookups are slow
 _HEVC_KIND = np.array([_HEVC_KINDS.get(t, Kind.INTER) for t in range(32)], dtype=np.uint8)
 
 
@@ -134,7 +135,7 @@ def head_kinds(
     undecided.
     """
     count = len(sizes)
-    kind = np.full(count, Kind.INTER, dtype=np.uint8)
+    kind = np.full(count, _INTER, dtype=np.uint8)
     undecided = np.zeros(count, dtype=bool)
     if not count:
         return kind, undecided
@@ -150,7 +151,7 @@ def head_kinds(
             break
         at = offset[rows]
         ended = at + length_size > sizes[rows]  # no unit left: what was seen decides
-        kind[rows[ended]] = np.where(intra[rows[ended]], Kind.OPEN, Kind.INTER)
+        kind[rows[ended]] = np.where(intra[rows[ended]], _OPEN, _INTER)
         blind = ~ended & (at + length_size + need > limit[rows])
         undecided[rows[blind]] = True
         keep = ~ended & ~blind
@@ -171,7 +172,7 @@ def head_kinds(
             slice_type = _SLICE_TYPE[second]
             unit = ~empty & ~short
             idr = unit & (nal_type == nal.H264_IDR)
-            kind[rows[idr]] = Kind.IDR
+            kind[rows[idr]] = _IDR
             odd = unit & (
                 (nal_type == nal.H264_SEI) | (nal_type == nal.H264_SLICE) & (slice_type < 0)
             )
