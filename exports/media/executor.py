@@ -156,7 +156,27 @@ def _encoder_pix_fmt(info) -> str:
     return info.pix_fmt if info.pix_fmt in ("yuv420p", "yuvj420p") else "yuv420p"
 
 
-class _VideoOut:
+class SmartCutVideo:
+    """What both video outputs (this muxer's and mp4out's) share: a new encoder per smart-cut
+    run. The output sets plan, info, rate, profile, level and encoder_sps_id, and has a
+    `queue` (InOrder) and `encoded(data)` for the Encoder's packets."""
+
+    def new_smart_encoder(self, width: int, height: int):
+        self.encoder_sps_id = self.encoder_sps_id % 31 + 1
+        ctx = smart_encoder(
+            self.plan.video_codec,
+            self.info,
+            width,
+            height,
+            self.rate,
+            self.profile,
+            self.level,
+            self.encoder_sps_id,
+        )
+        return Encoder(self, ctx, own=True)
+
+
+class _VideoOut(SmartCutVideo):
     """The output video stream: copied packets, re-encoded runs, or a transcode."""
 
     def __init__(self, output: _Output, plan: Plan, segments: list[PlanSegment], first):
@@ -258,20 +278,6 @@ class _VideoOut:
     def encoded(self, data: bytes) -> bytes:
         """An encoder's Annex B packet in the output's NAL framing."""
         return nal.annexb_to_avcc(data, self.length_size) if self.out_avcc else data
-
-    def new_smart_encoder(self, width: int, height: int):
-        self.encoder_sps_id = self.encoder_sps_id % 31 + 1
-        ctx = smart_encoder(
-            self.plan.video_codec,
-            self.info,
-            width,
-            height,
-            self.rate,
-            self.profile,
-            self.level,
-            self.encoder_sps_id,
-        )
-        return Encoder(self, ctx, own=True)
 
     def finish(self) -> None:
         if self.encoder is not None:

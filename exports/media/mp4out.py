@@ -19,7 +19,7 @@ import numpy as np
 
 from . import nal
 from .errors import ExportCancelled, ExportError
-from .executor import Encoder, InOrder, Progress, SegmentRun, smart_encoder
+from .executor import InOrder, Progress, SegmentRun, SmartCutVideo
 from .frameindex import Kind
 from .mp4writer import SampleEntry, Track, WriteCancelled, write_mp4
 from .plan import Copy, Plan, PlanSegment
@@ -170,7 +170,7 @@ class _Mp4Output:
         return tracks
 
 
-class _Mp4Video:
+class _Mp4Video(SmartCutVideo):
     """The video track: copy runs as index ranges, re-encoded frames spooled."""
 
     annexb = False
@@ -277,20 +277,6 @@ class _Mp4Video:
 
     def encoded(self, data: bytes) -> bytes:
         return nal.annexb_to_avcc(data, self.length_size) if self.nal_codec else data
-
-    def new_smart_encoder(self, width: int, height: int):
-        self.encoder_sps_id = self.encoder_sps_id % 31 + 1
-        ctx = smart_encoder(
-            self.plan.video_codec,
-            self.info,
-            width,
-            height,
-            self.rate,
-            self.profile,
-            self.level,
-            self.encoder_sps_id,
-        )
-        return Encoder(self, ctx, own=True)
 
     def finish(self) -> None:
         self.queue.drain_all()
