@@ -61,13 +61,16 @@ def execute(
     progress: Progress,
     title: str,
     creation: datetime,
+    ahead=None,
 ) -> None:
-    """Write `plan` to `out_path` (the caller renames and removes on failure)."""
+    """Write `plan` to `out_path` (the caller renames and removes on failure). `ahead`: spans
+    encoded ahead (ahead.SpansAhead) to take instead of encoding them."""
     output = _Output(plan, segments, out_path, title, creation)
     try:
         for seg_plan in plan.segments:
             progress.check_cancel()
-            SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
+            seg = segments[seg_plan.segment]
+            SegmentRun(plan, seg, seg_plan, output, progress, ahead).run()
         output.finish()
     finally:
         output.close()
@@ -471,10 +474,24 @@ def _adts_config(container, stream) -> bytes:
 # -- one segment --------------------------------------------------------------------------------
 
 
+def check_packet(path: Path, index, number: int, packet) -> None:
+    """ExportError unless the packet read is the one the index numbers `number`."""
+    if packet.pts is None:
+        return
+    expected = int(index.pts[number])
+    if packet.pts != expected and packet.pts % TS_WRAP != expected % TS_WRAP:
+        raise ExportError(
+            f"{path.name} changed since it was indexed (packet {number}: pts "
+            f"{packet.pts}, index {expected})"
+        )
+
+
 class SegmentRun:
     """Reads one segment's planned packets once, in file order, and hands each to its steps."""
 
-    def __init__(self, plan: Plan, seg: PlanSegment, seg_plan, output: _Output, progress):
+    def __init__(
+        self, plan: Plan, seg: PlanSegment, seg_plan, output: _Output, progress, ahead=None
+    ):
         self.plan, self.seg, self.seg_plan = plan, seg, seg_plan
         self.output, self.progress = output, progress
         self.video_index = seg.index.video
@@ -483,13 +500,21 @@ class SegmentRun:
         by_range = getattr(output, "copies_by_range", False)
         self.copy_at = {}  # packet number -> (copy step, position in it)
         self.spans = []
+        encoded_ahead = []
         for step in seg_plan.video:
-            if not isinstance(step, Copy):
+            if isinstance(step, Copy):
+                if not by_range:
+                    for k, j in enumerate(step.packets.tolist()):
+                        self.copy_at[j] = (step, k)
+                continue
+            packets = self._taken_ahead(step, ahead)
+            if packets is None:
                 self.spans.append(_Span(self, step))
-            elif not by_range:
-                for k, j in enumerate(step.packets.tolist()):
-                    self.copy_at[j] = (step, k)
+            else:
+                encoded_ahead.append((step, packets))
         output.video.queue.expect(seg_plan.video)
+        for step, packets in encoded_ahead:
+            self._put_encoded(step, packets)
         self.copies_left = {
             id(s): 0 if by_range else len(s.packets) for s in seg_plan.video if isinstance(s, Copy)
         }
@@ -509,6 +534,23 @@ class SegmentRun:
         self.audio_end = max(self.audio_at, default=-1) + 1
         sets = nal.parameter_sets(self.video_index.info.extradata, plan.video_codec)
         self.parameter_sets = self._framed(sets) if plan.video_codec in compat.SMART_CUT else b""
+
+    def _taken_ahead(self, step: Reencode, ahead):
+        """The span's packets if they were encoded ahead (ahead.py) for exactly this span."""
+        if ahead is None or self.plan.video_mode != "copy":
+            return None
+        from .ahead import span_key  # ahead.py builds on this module
+
+        return ahead.take(span_key(self.seg.path, step, self.output.video))
+
+    def _put_encoded(self, step: Reencode, packets) -> None:
+        video = self.output.video
+        scale = int(self.video_index.info.time_base / self.plan.unit)
+        durations = self.video_index.duration[step.frames] * scale
+        for k, data, keyframe in packets:
+            item = (video.encoded(data), int(step.pts[k]), int(step.dts[k]), keyframe)
+            video.queue.put(step, (*item, int(durations[k])))
+        video.queue.complete(step)
 
     def _framed(self, nals: list[bytes]) -> bytes:
         video = self.output.video
@@ -564,14 +606,7 @@ class SegmentRun:
                 ) from error
 
     def _check(self, index, number: int, packet) -> None:
-        if packet.pts is None:
-            return
-        expected = int(index.pts[number])
-        if packet.pts != expected and packet.pts % TS_WRAP != expected % TS_WRAP:
-            raise ExportError(
-                f"{self.seg.path.name} changed since it was indexed (packet {number}: pts "
-                f"{packet.pts}, index {expected})"
-            )
+        check_packet(self.seg.path, index, number, packet)
 
     def _video_packet(self, number: int, packet) -> None:
         index = self.video_index

@@ -52,14 +52,16 @@ def execute_mp4(
     progress: Progress,
     title: str,
     creation,
+    ahead=None,
 ) -> None:
-    """Write `plan` to `out_path` with the direct writer."""
+    """Write `plan` to `out_path` with the direct writer (`ahead` as for executor.execute)."""
     spool_path = out_path.with_name(out_path.name + ".spool")
     output = _Mp4Output(plan, segments, spool_path)
     try:
         for seg_plan in plan.segments:
             progress.check_cancel()
-            SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
+            seg = segments[seg_plan.segment]
+            SegmentRun(plan, seg, seg_plan, output, progress, ahead).run()
         output.video.finish()
         output.spool.close()
         tracks = output.tracks()
