@@ -122,7 +122,7 @@ def test_the_head_encoded_ahead_is_taken_and_decodes_as_if_encoded_in_turn(
     # The same export with nothing encoded ahead: the executor encodes the span itself.
     monkeypatch.setattr(engine, "spans_ahead", lambda *args: ahead.SpansAhead())
     in_turn = export(archive, START, END, fmt, tmp_path / f"in_turn.{fmt}")
-    assert taken == [20, None]
+    assert taken == [20]  # nothing looked up: encoded in turn
     assert in_turn.to_dict() == {**result.to_dict(), "bytes": in_turn.bytes}
     frames, expected = (
         gray_frames(tmp_path / f"ahead.{fmt}"),
@@ -133,14 +133,46 @@ def test_the_head_encoded_ahead_is_taken_and_decodes_as_if_encoded_in_turn(
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(frames, expected, strict=True))
 
 
+def started_ahead(monkeypatch) -> list:
+    """The SpansAhead each export started."""
+    started = []
+    real = engine.spans_ahead
+
+    def spans_ahead(*args):
+        started.append(real(*args))
+        return started[-1]
+
+    monkeypatch.setattr(engine, "spans_ahead", spans_ahead)
+    return started
+
+
 def test_a_span_the_full_plan_encodes_otherwise_is_encoded_by_the_executor(tmp_path, monkeypatch):
     """The middle segment's higher frame rate changes the encoder's rate (the output's
     fastest): what was encoded ahead from the first segment alone is not taken."""
     segments = make_archive(tmp_path / "a", synth.SegmentSpec(bframes=2, **SMALL))
     faster = synth.SegmentSpec(bframes=2, fps=Fraction(30), **SMALL)
     synth.write_segment(segments[1].path, segments[1].start, 3.0, faster)
-    taken = taken_ahead(monkeypatch)
+    taken, started = taken_ahead(monkeypatch), started_ahead(monkeypatch)
     out = tmp_path / "o.mp4"
     result = export(segments, START, END, "mp4", out)
-    assert taken == [None] and result.reencoded_frames == 20
+    (work,) = started
+    assert len(work.jobs) == 1 and all(len(r) == 20 for r in work.results.values())
+    assert taken == [] and result.reencoded_frames == 20
     assert len(decode_with_pyav(out).walls) == result.frames
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mkv"])
+def test_a_span_whose_work_ahead_failed_is_encoded_by_the_executor(
+    archive, tmp_path, monkeypatch, fmt
+):
+    def fail(*args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(ahead, "_encode", fail)
+    taken = taken_ahead(monkeypatch)
+    out = tmp_path / f"o.{fmt}"
+    result = export(archive, START, END, fmt, out)
+    assert taken == [None] and result.reencoded_frames == 20
+    decoded = decode_with_pyav(out)
+    assert len(decoded.walls) == result.frames
+    assert decoded.walls[0] == result.first_frame

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import av
 
-from .executor import DEMUX_OPTIONS, SmartCutVideo, _Span, check_packet
+from .executor import DEMUX_OPTIONS, SmartCutVideo, _Span, decode_span
 from .frameindex import StreamInfo
 from .plan import Plan, PlanSegment, Reencode, make_plan
 
@@ -74,9 +74,13 @@ class SpansAhead:
         self.thread = threading.Thread(target=self._run, name="smart-cut-ahead", daemon=True)
         self.thread.start()
 
+    def has(self, key: SpanKey) -> bool:
+        """Whether the span `key` is being encoded ahead."""
+        return any(job[0] == key for job in self.jobs)
+
     def take(self, key: SpanKey) -> list | None:
         """The packets of the span `key` (waiting for the thread), or None: encode it yourself."""
-        if not any(job[0] == key for job in self.jobs):
+        if not self.has(key):
             return None
         self.done.wait()
         return self.results.get(key)
@@ -164,21 +168,6 @@ class _Run:
 
 
 def _encode(seg: PlanSegment, step: Reencode, capture: _Capture) -> list:
-    span = _Span(_Run(seg, capture), step)
-    index = seg.index.video
-    with av.open(str(seg.path), options=DEMUX_OPTIONS) as source:
-        in_v = source.streams.video[0]
-        span.open_decoder(in_v)
-        number = 0
-        for packet in source.demux(in_v):
-            if packet.size == 0:
-                continue
-            if number >= step.decode_to:
-                break
-            check_packet(seg.path, index, number, packet)
-            packet.pts, packet.dts = int(index.pts[number]), int(index.dts[number])
-            span.feed(number, packet)
-            number += 1
-    span.finish()
+    decode_span(seg.path, seg.index.video, step, _Span(_Run(seg, capture), step))
     frame_of = {int(pts): k for k, pts in enumerate(step.pts.tolist())}
     return [(frame_of[pts], data, keyframe) for pts, _, data, keyframe in capture.packets]

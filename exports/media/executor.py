@@ -69,8 +69,9 @@ def execute(
     try:
         for seg_plan in plan.segments:
             progress.check_cancel()
-            seg = segments[seg_plan.segment]
-            SegmentRun(plan, seg, seg_plan, output, progress, ahead).run()
+            run = SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress, ahead)
+            run.run()
+            run.take_ahead()
         output.finish()
     finally:
         output.close()
@@ -500,21 +501,19 @@ class SegmentRun:
         by_range = getattr(output, "copies_by_range", False)
         self.copy_at = {}  # packet number -> (copy step, position in it)
         self.spans = []
-        encoded_ahead = []
+        self.ahead, self.from_ahead = ahead, []  # (step, key) of spans encoded ahead
         for step in seg_plan.video:
             if isinstance(step, Copy):
                 if not by_range:
                     for k, j in enumerate(step.packets.tolist()):
                         self.copy_at[j] = (step, k)
                 continue
-            packets = self._taken_ahead(step, ahead)
-            if packets is None:
+            key = self._key_ahead(step)
+            if key is None:
                 self.spans.append(_Span(self, step))
             else:
-                encoded_ahead.append((step, packets))
+                self.from_ahead.append((step, key))
         output.video.queue.expect(seg_plan.video)
-        for step, packets in encoded_ahead:
-            self._put_encoded(step, packets)
         self.copies_left = {
             id(s): 0 if by_range else len(s.packets) for s in seg_plan.video if isinstance(s, Copy)
         }
@@ -535,13 +534,26 @@ class SegmentRun:
         sets = nal.parameter_sets(self.video_index.info.extradata, plan.video_codec)
         self.parameter_sets = self._framed(sets) if plan.video_codec in compat.SMART_CUT else b""
 
-    def _taken_ahead(self, step: Reencode, ahead):
-        """The span's packets if they were encoded ahead (ahead.py) for exactly this span."""
-        if ahead is None or self.plan.video_mode != "copy":
+    def _key_ahead(self, step: Reencode):
+        """The key of this span if it is being encoded ahead (ahead.py), else None."""
+        if self.ahead is None or self.plan.video_mode != "copy":
             return None
         from .ahead import span_key  # ahead.py builds on this module
 
-        return ahead.take(span_key(self.seg.path, step, self.output.video))
+        key = span_key(self.seg.path, step, self.output.video)
+        return key if self.ahead.has(key) else None
+
+    def take_ahead(self) -> None:
+        """Write the spans encoded ahead (waiting for them); one whose work ahead failed is
+        encoded now. Called after run(), as late as the output allows (the work overlaps)."""
+        for step, key in self.from_ahead:
+            packets = self.ahead.take(key)
+            if packets is not None:
+                self._put_encoded(step, packets)
+                continue
+            span = _Span(self, step)
+            decode_span(self.seg.path, self.video_index, step, span)
+        self.from_ahead = []
 
     def _put_encoded(self, step: Reencode, packets) -> None:
         video = self.output.video
@@ -661,6 +673,29 @@ class SegmentRun:
             offset_s=float(run.offset * unit),
             window=(float(run.window[0] * unit), float(run.window[1] * unit)),
         )
+
+
+def decode_span(path: Path, index, step: Reencode, span: _Span) -> None:
+    """Feed `span` the video packets of `path` before its decode_to, checked against and
+    stamped from `index`, and close it."""
+    try:
+        source = av.open(str(path), options=DEMUX_OPTIONS)
+    except (av.error.FFmpegError, OSError) as error:
+        raise ExportError(f"{path.name} can no longer be read ({error})") from error
+    with source:
+        in_v = source.streams.video[0]
+        span.open_decoder(in_v)
+        number = 0
+        for packet in source.demux(in_v):
+            if packet.size == 0:
+                continue
+            if number >= step.decode_to:
+                break
+            check_packet(path, index, number, packet)
+            packet.pts, packet.dts = int(index.pts[number]), int(index.dts[number])
+            span.feed(number, packet)
+            number += 1
+    span.finish()
 
 
 class _Span:

@@ -58,10 +58,15 @@ def execute_mp4(
     spool_path = out_path.with_name(out_path.name + ".spool")
     output = _Mp4Output(plan, segments, spool_path)
     try:
+        waiting = []  # runs with spans encoded ahead: taken last, while the work goes on
         for seg_plan in plan.segments:
             progress.check_cancel()
-            seg = segments[seg_plan.segment]
-            SegmentRun(plan, seg, seg_plan, output, progress, ahead).run()
+            run = SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress, ahead)
+            run.run()
+            if run.from_ahead:
+                waiting.append(run)
+        for run in waiting:
+            run.take_ahead()
         output.video.finish()
         output.spool.close()
         tracks = output.tracks()
