@@ -92,10 +92,8 @@ def frame_offsets(spec: SegmentSpec, duration: float) -> list[Fraction]:
     slow = 1 / Fraction(spec.slow_fps)
     if (slow / step).denominator != 1:
         raise ValueError("the slow frame interval must be a whole number of frame intervals")
-    drops = [
-        (Fraction(a).limit_denominator(1000), Fraction(b).limit_denominator(1000))
-        for a, b in spec.rate_drops
-    ]
+    drops = [(Fraction(a).limit_denominator(1000), Fraction(b).limit_denominator(1000))
+             for a, b in spec.rate_drops]
     end = Fraction(duration).limit_denominator(1000)
     offsets, at = [], Fraction(0)
     while at < end:
@@ -267,11 +265,8 @@ def _video_frame(picture: np.ndarray, spec: SegmentSpec) -> av.VideoFrame:
     if spec.full_range:
         # Convert here, tagged, rather than leaving it to the encoder's implicit conversion.
         frame = frame.reformat(
-            format="yuvj420p",
-            dst_colorspace="ITU709",
-            dst_color_range="JPEG",
-            dst_color_trc=BT709,
-            dst_color_primaries=BT709,
+            format="yuvj420p", dst_colorspace="ITU709", dst_color_range="JPEG",
+            dst_color_trc=BT709, dst_color_primaries=BT709,
         )
     return frame
 
@@ -330,7 +325,9 @@ def write_segment(
         samples_per_packet = 1024
         for index, offset in enumerate(offsets):
             wall = start + timedelta(seconds=float(offset))
-            picture = encode_picture(wall, spec.width, spec.height, first_frame_number + index)
+            picture = encode_picture(
+                wall, spec.width, spec.height, first_frame_number + index
+            )
             if spec.noise:
                 _add_noise(picture, spec.noise, top=3 * _block_size(spec.width) + 8)
             frame = _video_frame(picture, spec)
@@ -340,25 +337,14 @@ def write_segment(
                 container.mux(packet)
             if audio is not None:
                 audio_pos = _write_audio_until(
-                    container,
-                    audio,
-                    spec,
-                    start,
-                    pts_origin,
-                    audio_pos,
-                    until=float(offset + frame_tb),
-                    samples_per_packet=samples_per_packet,
+                    container, audio, spec, start, pts_origin, audio_pos,
+                    until=float(offset + frame_tb), samples_per_packet=samples_per_packet,
                 )
         for packet in video.encode(None):
             container.mux(packet)
         if audio is not None:
             _write_audio_until(
-                container,
-                audio,
-                spec,
-                start,
-                pts_origin,
-                audio_pos,
+                container, audio, spec, start, pts_origin, audio_pos,
                 until=float(offsets[-1] + frame_tb) if offsets else 0.0,
                 samples_per_packet=samples_per_packet,
                 partial_last=True,
@@ -369,14 +355,7 @@ def write_segment(
 
 
 def _write_audio_until(
-    container,
-    audio,
-    spec,
-    start,
-    pts_origin,
-    position,
-    until,
-    samples_per_packet,
+    container, audio, spec, start, pts_origin, position, until, samples_per_packet,
     partial_last=False,
 ):
     """Encode audio samples from `position` up to `until` seconds into the segment."""
@@ -427,12 +406,7 @@ def write_archive(
     for path, start in paths_and_starts:
         origin = pts_origin + float(elapsed) if continuous_pts else 0.0
         frames += write_segment(
-            path,
-            start,
-            segment_seconds,
-            spec,
-            pts_origin=origin,
-            first_frame_number=frames,
+            path, start, segment_seconds, spec, pts_origin=origin, first_frame_number=frames,
             muxer_options=muxer_options,
         )
         elapsed += Fraction(segment_seconds).limit_denominator(1000)
