@@ -65,6 +65,7 @@ class SpansAhead:
         self.jobs: list[tuple[SpanKey, PlanSegment, Reencode, _Capture]] = []
         self.results: dict[SpanKey, list | None] = {}
         self.done = threading.Event()
+        self.stop = threading.Event()  # the export ended first (failed, cancelled)
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -86,6 +87,8 @@ class SpansAhead:
         return self.results.get(key)
 
     def close(self) -> None:
+        """Stop the work (within a packet) if the export no longer wants it, and wait."""
+        self.stop.set()
         if self.thread is not None:
             self.thread.join()
 
@@ -93,7 +96,7 @@ class SpansAhead:
         try:
             for key, seg, step, capture in self.jobs:
                 try:
-                    self.results[key] = _encode(seg, step, capture)
+                    self.results[key] = _encode(seg, step, capture, self.stop.is_set)
                 except Exception:  # noqa: BLE001 - the executor encodes it and reports
                     self.results[key] = None
         finally:
@@ -167,7 +170,7 @@ class _Run:
         self.video = capture
 
 
-def _encode(seg: PlanSegment, step: Reencode, capture: _Capture) -> list:
-    decode_span(seg.path, seg.index.video, step, _Span(_Run(seg, capture), step))
+def _encode(seg: PlanSegment, step: Reencode, capture: _Capture, stop) -> list:
+    decode_span(seg.path, seg.index.video, step, _Span(_Run(seg, capture), step), stop)
     frame_of = {int(pts): k for k, pts in enumerate(step.pts.tolist())}
     return [(frame_of[pts], data, keyframe) for pts, _, data, keyframe in capture.packets]

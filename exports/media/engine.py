@@ -4,7 +4,8 @@ How it works, module by module: `frameindex` lists every packet of each segment 
 bytes, kind of frame) without decoding; `plan` decides from those indexes alone which frames
 are wanted, which are stream-copied, which are decoded (from which earlier access point) and
 re-encoded, and every output timestamp; `executor` follows the plan through PyAV and checks
-that it wrote exactly what was planned. A GOP inside the range is copied; frames before the
+that it wrote exactly what was planned. The re-encoded spans of the first and last segments
+are encoded in a thread while the others are indexed and planned (`ahead`). A GOP inside the range is copied; frames before the
 first copyable access point (and, with reordered frames, after the last) are re-encoded with
 settings matching the source ("smart cut"): libx264 with in-band parameter sets under a
 distinct SPS/PPS id, or libx265 after which the copied stream's parameter sets are sent again.

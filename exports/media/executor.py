@@ -675,9 +675,9 @@ class SegmentRun:
         )
 
 
-def decode_span(path: Path, index, step: Reencode, span: _Span) -> None:
+def decode_span(path: Path, index, step: Reencode, span: _Span, stop=None) -> None:
     """Feed `span` the video packets of `path` before its decode_to, checked against and
-    stamped from `index`, and close it."""
+    stamped from `index`, and close it. `stop()` true ends the work between two packets."""
     try:
         source = av.open(str(path), options=DEMUX_OPTIONS)
     except (av.error.FFmpegError, OSError) as error:
@@ -691,6 +691,8 @@ def decode_span(path: Path, index, step: Reencode, span: _Span) -> None:
                 continue
             if number >= step.decode_to:
                 break
+            if stop is not None and stop():
+                raise ExportCancelled("stopped")
             check_packet(path, index, number, packet)
             packet.pts, packet.dts = int(index.pts[number]), int(index.dts[number])
             span.feed(number, packet)
