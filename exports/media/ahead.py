@@ -110,27 +110,21 @@ def spans_ahead(chosen: list, start: datetime, end: datetime, fmt: str, index_fo
     ends = [chosen[0]] if len(chosen) == 1 else [chosen[0], chosen[-1]]
     try:
         alone = [PlanSegment(s.path, s.start, index_for(s.path)) for s in ends]
-        first_info = alone[0].index.video.info
-        with av.open(str(chosen[0].path), options=DEMUX_OPTIONS) as source:  # as outputs do
-            context = source.streams.video[0].codec_context
-            profile, level = context.profile, getattr(context, "level", 0) or 0
-        rate = max(
-            (
-                Fraction(s.index.video.info.frame_rate)
-                for s in alone
-                if s.index.video.info.frame_rate
-            ),
-            default=None,
-        )
+        rates = [s.index.video.info.frame_rate for s in alone if s.index.video.info.frame_rate]
+        spans = []
         for seg in alone:
             plan = make_plan([seg], start, end, fmt)
-            if plan.video_mode != "copy" or rate is None:
-                continue
-            for step in plan.segments[0].video if plan.segments else []:
-                if isinstance(step, Reencode):
-                    sps_id = _FIRST_SPS_ID - len(ahead.jobs)
-                    capture = _Capture(plan, first_info, rate, (profile, level), sps_id)
-                    ahead.jobs.append((span_key(seg.path, step, capture), seg, step, capture))
+            if plan.video_mode == "copy" and rates and plan.segments:
+                steps = plan.segments[0].video
+                spans += [(seg, plan, s) for s in steps if isinstance(s, Reencode)]
+        if spans:
+            with av.open(str(chosen[0].path), options=DEMUX_OPTIONS) as source:  # as outputs
+                context = source.streams.video[0].codec_context
+                profile_level = context.profile, getattr(context, "level", 0) or 0
+        for number, (seg, plan, step) in enumerate(spans):
+            info, rate = alone[0].index.video.info, max(Fraction(r) for r in rates)
+            capture = _Capture(plan, info, rate, profile_level, _FIRST_SPS_ID - number)
+            ahead.jobs.append((span_key(seg.path, step, capture), seg, step, capture))
     except Exception:  # noqa: BLE001 - the engine indexes and plans again, and reports
         ahead.jobs = []
     ahead.start()
