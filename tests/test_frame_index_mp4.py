@@ -8,6 +8,7 @@ import struct
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 from exports.media import frameindex, mp4index, nal, synth
 from exports.media.frameindex import Kind, build_index, build_mp4_index
+from exports.media.framekind import HEAD_BYTES, classify_nal_units, head_kinds
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 SMALL = {"width": 160, "height": 120}
@@ -107,6 +109,61 @@ def test_sample_heads_are_the_first_bytes_of_each_nal_unit(tmp_path, name):
             if codec == "h264":
                 slices = max(slices, sum(nal.h264_nal_type(u) in (1, 5) for u in whole))
     assert slices > 1 or codec == "hevc"  # several slices a frame: all of them are read
+
+
+H264_TYPES = (1, 1, 1, 5, 6, 7, 8, 9, 12, 0, 2)
+HEVC_TYPES = (0, 1, 8, 9, 6, 19, 20, 21, 16, 32, 33, 34, 35, 39, 40)
+
+
+def random_sample(rng, codec: str, length_size: int) -> bytes:
+    """A few NAL units of random types, sizes (some empty or longer than the sample) and
+    header bytes: what real streams and damaged ones may hold."""
+    units = []
+    for _ in range(int(rng.integers(1, 5))):
+        nal_type = int(rng.choice(H264_TYPES if codec == "h264" else HEVC_TYPES))
+        size = int(rng.choice([0, 1, 2, 3, 20, 60, 200]))
+        body = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        first = (0x60 | nal_type) if codec == "h264" else nal_type << 1
+        unit = bytes([first]) + body if size else b""
+        declared = len(unit) + (int(rng.integers(1, 300)) if rng.random() < 0.05 else 0)
+        if declared >= 1 << (8 * length_size):
+            declared = len(unit)
+        units.append(declared.to_bytes(length_size, "big") + unit)
+    return b"".join(units)
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+@pytest.mark.parametrize("length_size", [1, 2, 4])
+def test_kinds_read_at_once_equal_those_read_one_by_one(tmp_path, codec, length_size):
+    """The numpy walk over each sample's first bytes settles most samples and gives, for
+    every sample, the kind and recovery count the per-frame classifier gives."""
+    rng = np.random.default_rng(length_size)
+    samples = [random_sample(rng, codec, length_size) for _ in range(3000)]
+    path = tmp_path / "samples.bin"
+    path.write_bytes(b"".join(samples))
+    sizes = np.array([len(s) for s in samples], dtype=np.int64)
+    track = SimpleNamespace(
+        codec=codec,
+        pos=np.concatenate(([0], np.cumsum(sizes)[:-1])),
+        size=sizes,
+        key=rng.random(len(samples)) < 0.3,
+    )
+    kind = np.zeros(len(samples), np.uint8)
+    recovery = np.zeros(len(samples), np.int16)
+    with open(path, "rb") as file:
+        fd = file.fileno()
+        frameindex._sample_kinds(fd, track, length_size, kind, recovery)
+        for row, (pos, size) in enumerate(zip(track.pos.tolist(), sizes.tolist(), strict=True)):
+            units = frameindex._sample_nal_units(fd, pos, size, length_size, codec)
+            expected = classify_nal_units(codec, units, bool(track.key[row]))
+            assert (kind[row], recovery[row]) == expected, (row, samples[row].hex())
+    heads = np.frombuffer(
+        b"".join(s[:HEAD_BYTES].ljust(HEAD_BYTES, b"\0") for s in samples), np.uint8
+    ).reshape(-1, HEAD_BYTES)
+    readable = np.minimum(sizes, HEAD_BYTES)
+    _, undecided = head_kinds(codec, heads, readable, sizes, length_size)
+    assert np.count_nonzero(~undecided) > len(samples) // 4
+    assert len(set(kind[~undecided].tolist())) >= 3
 
 
 def test_a_ten_second_long_gop_segment(tmp_path):

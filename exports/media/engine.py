@@ -4,7 +4,8 @@ How it works, module by module: `frameindex` lists every packet of each segment 
 bytes, kind of frame) without decoding; `plan` decides from those indexes alone which frames
 are wanted, which are stream-copied, which are decoded (from which earlier access point) and
 re-encoded, and every output timestamp; `executor` follows the plan through PyAV and checks
-that it wrote exactly what was planned. A GOP inside the range is copied; frames before the
+that it wrote exactly what was planned. The re-encoded spans of the first and last segments
+are encoded in a thread while the others are indexed and planned (`ahead`). A GOP inside the range is copied; frames before the
 first copyable access point (and, with reordered frames, after the last) are re-encoded with
 settings matching the source ("smart cut"): libx264 with in-band parameter sets under a
 distinct SPS/PPS id, or libx265 after which the copied stream's parameter sets are sent again.
@@ -19,6 +20,7 @@ for a B-frame delay; the other containers have none.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import compat, mp4out
+from .ahead import spans_ahead
 from .errors import ExportCancelled, ExportError, NoRecordingError
 from .executor import Progress, execute
 from .frameindex import FrameIndexError, SegmentIndex, build_index
@@ -126,31 +129,37 @@ def export(
         raise NoRecordingError(f"nothing is recorded between {start} and {end}")
     ticker = Progress(progress, cancelled)
     ticker.tick(0.0)
-    indexed, skipped = _indexed(chosen, index_for or build_index, ticker)
-    if not indexed:
-        raise NoRecordingError(
-            "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
-        )
-    plan = make_plan(indexed, start, end, fmt)
-    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
-    title = title or (
-        f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
-        f"to {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    )
-    creation = max(chosen[0].start, start)
+    # Each file is indexed once, though the first and last are asked for twice (ahead.py).
+    index_for = functools.lru_cache(maxsize=None)(index_for or build_index)
+    ahead = spans_ahead(chosen, start, end, fmt, index_for)
     try:
-        if mp4out.usable(plan, indexed):
-            mp4out.execute_mp4(plan, indexed, tmp_path, ticker, title, creation)
-        else:
-            execute(plan, indexed, tmp_path, ticker, title, creation)
-        os.replace(tmp_path, out_path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    result = _result(plan, skipped)
-    result.bytes = out_path.stat().st_size
-    if progress is not None:
-        progress(1.0)
+        indexed, skipped = _indexed(chosen, index_for, ticker)
+        if not indexed:
+            raise NoRecordingError(
+                "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
+            )
+        plan = make_plan(indexed, start, end, fmt)
+        tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
+        title = title or (
+            f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
+            f"to {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        )
+        creation = max(chosen[0].start, start)
+        try:
+            if mp4out.usable(plan, indexed):
+                mp4out.execute_mp4(plan, indexed, tmp_path, ticker, title, creation, ahead)
+            else:
+                execute(plan, indexed, tmp_path, ticker, title, creation, ahead)
+            os.replace(tmp_path, out_path)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+        result = _result(plan, skipped)
+        result.bytes = out_path.stat().st_size
+        if progress is not None:
+            progress(1.0)
+    finally:
+        ahead.close()
     return result
 
 

@@ -16,8 +16,6 @@ are demuxed.
 from __future__ import annotations
 
 import base64
-import enum
-import functools
 import json
 import os
 import struct
@@ -30,6 +28,7 @@ import av
 import numpy as np
 
 from exports.media import mp4index, nal
+from exports.media.framekind import HEAD_BYTES, Kind, classify_nal_units, head_kinds
 
 FORMAT_VERSION = 1
 _MAGIC = b"PSFI"
@@ -38,15 +37,6 @@ WRAP = 1 << 33  # MPEG-TS timestamps are 33-bit counters of a 90 kHz clock
 NAL_CODECS = ("h264", "hevc")
 PTSLESS_FORMATS = ("avi",)  # presentation order comes from the bitstream (H.264 POC)
 INTRA_ONLY_CODECS = ("mjpeg", "jpeg2000", "prores", "rawvideo", "png")
-
-
-class Kind(enum.IntEnum):
-    IDR = 1  # closed random access point; every frame of an intra-only codec; every audio frame
-    OPEN = 2  # open random access point: HEVC CRA/BLA, H.264 non-IDR I picture
-    RECOVERY = 3  # H.264 recovery point SEI with recovery_frame_cnt > 0 on a non-I picture
-    LEADING = 4  # leading picture needing the previous GOP (HEVC RASL, H.264 open GOP B)
-    LEADING_OK = 5  # leading picture decodable from its random access point (HEVC RADL)
-    INTER = 6  # everything else
 
 
 @dataclass(frozen=True)
@@ -329,11 +319,7 @@ def _mp4_stream(track, fd: int) -> StreamIndex:
     kind = np.where(track.key, Kind.IDR, Kind.INTER).astype(np.uint8)
     recovery = np.zeros(len(kind), dtype=np.int16)
     if track.media == "video" and track.codec in NAL_CODECS:
-        for row, (pos, size) in enumerate(
-            zip(track.pos.tolist(), track.size.tolist(), strict=True)
-        ):
-            units = _sample_nal_units(fd, pos, size, info.nal_length_size, track.codec)
-            kind[row], recovery[row] = _classify_nal_units(track.codec, units, bool(track.key[row]))
+        _sample_kinds(fd, track, info.nal_length_size, kind, recovery)
     elif track.media == "video" and track.codec not in INTRA_ONLY_CODECS:
         raise mp4index.Unsupported(f"video codec {track.codec}")
     else:
@@ -401,6 +387,26 @@ def _nominal(info: StreamInfo) -> int:
         return 0
     rate = info.frame_rate
     return max(1, round(1 / (rate * tb))) if rate else 0
+
+
+def _sample_kinds(fd: int, track, length_size: int, kind, recovery) -> None:
+    """Each video sample's kind: from its first bytes (one small read each) with numpy, and the
+    samples those bytes do not settle (SEI, several I slices...) one by one."""
+    positions = track.pos.tolist()
+    read = os.pread
+    heads = [read(fd, HEAD_BYTES, pos) for pos in positions]
+    readable = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
+    if len(heads) and readable.min() < HEAD_BYTES:  # the last samples of the file
+        heads = [head.ljust(HEAD_BYTES, b"\0") for head in heads]
+    table = np.frombuffer(b"".join(heads), dtype=np.uint8)
+    kind[:], undecided = head_kinds(
+        track.codec, table.reshape(-1, HEAD_BYTES), readable, track.size, length_size
+    )
+    for row in np.flatnonzero(undecided).tolist():
+        units = _sample_nal_units(
+            fd, positions[row], int(track.size[row]), length_size, track.codec
+        )
+        kind[row], recovery[row] = classify_nal_units(track.codec, units, bool(track.key[row]))
 
 
 def _sample_nal_units(fd: int, pos: int, size: int, length_size: int, codec: str) -> list:
@@ -663,7 +669,7 @@ class _Collector:
             units = nal.nal_units(data, self.length_size)
         except (ValueError, IndexError):
             units = None
-        return _classify_nal_units(self.codec, units, keyframe)
+        return classify_nal_units(self.codec, units, keyframe)
 
     def finish(self) -> StreamIndex:
         pts = np.array(self.pts, dtype=np.int64)
@@ -741,91 +747,18 @@ def _bitstream(codec: str, extradata: bytes) -> tuple[str, int]:
     return "annexb", 0
 
 
-def _classify_nal_units(codec: str, units: list | None, keyframe: bool) -> tuple[int, int]:
-    """Kind and recovery count of an H.264/HEVC frame from its (first) NAL units."""
-    try:
-        if units is not None:
-            return (_h264_kind if codec == "h264" else _hevc_kind)(units)
-    except (ValueError, IndexError):
-        pass  # a header we cannot read: trust the demuxer's key flag
-    return (Kind.IDR if keyframe else Kind.INTER), 0
-
-
-def _slice_type(unit) -> int:
-    """nal.h264_slice_type, looked up by the header's second byte when it holds both codes
-    (first_mb_in_slice 0 is the single bit 1, slice_type at most 7 bits): one parse per value
-    instead of one per frame."""
-    known = _slice_type_of_byte(unit[1]) if len(unit) > 1 and unit[1] & 0x80 else None
-    return nal.h264_slice_type(unit) if known is None else known
-
-
-@functools.lru_cache(maxsize=128)
-def _slice_type_of_byte(value: int) -> int | None:
-    try:
-        return nal.h264_slice_type(bytes((nal.H264_SLICE, value)))
-    except ValueError:  # a slice_type code longer than the byte (not a valid stream)
-        return None
-
-
-def _h264_kind(nals: list) -> tuple[int, int]:
-    """IDR slice -> IDR; all slices I/SI -> OPEN; recovery point SEI (count > 0) -> RECOVERY."""
-    recovery, intra = None, None
-    for unit in nals:
-        nal_type = nal.h264_nal_type(unit)
-        if nal_type == nal.H264_IDR:
-            return Kind.IDR, 0
-        if nal_type == nal.H264_SEI:
-            found = nal.sei_recovery_frame_cnt(unit)
-            recovery = found if found is not None else recovery
-        elif nal_type == nal.H264_SLICE:
-            intra = _slice_type(unit) in (2, 4)  # I, SI
-            if not intra:
-                break
-    if intra:
-        return Kind.OPEN, 0
-    if recovery:
-        return Kind.RECOVERY, min(recovery, np.iinfo(np.int16).max)
-    return Kind.INTER, 0
-
-
-_HEVC_KINDS = {
-    19: Kind.IDR,
-    20: Kind.IDR,
-    21: Kind.OPEN,
-    16: Kind.OPEN,
-    17: Kind.OPEN,
-    18: Kind.OPEN,
-    8: Kind.LEADING,
-    9: Kind.LEADING,
-    6: Kind.LEADING_OK,
-    7: Kind.LEADING_OK,
-}
-
-
-def _hevc_kind(nals: list) -> tuple[int, int]:
-    """By the first VCL NAL unit's type (H.265 table 7-1); recovery point SEI on trailing ones."""
-    recovery = None
-    for unit in nals:
-        nal_type = nal.hevc_nal_type(unit)
-        if nal_type == nal.HEVC_PREFIX_SEI:
-            found = nal.sei_recovery_frame_cnt(unit, header_bytes=2)
-            recovery = found if found is not None else recovery
-        elif nal_type < 32:
-            kind = _HEVC_KINDS.get(nal_type, Kind.INTER)
-            if kind == Kind.INTER and recovery:
-                return Kind.RECOVERY, min(recovery, np.iinfo(np.int16).max)
-            return kind, 0
-    return Kind.INTER, 0
-
-
 def _mark_h264_leading(pts: np.ndarray, kind: np.ndarray) -> None:
     """H.264 has no leading-picture NAL types: a frame after a random access point in decode
     order but shown before it leads it; after an OPEN point it needs the previous GOP."""
-    points = np.flatnonzero((kind == Kind.IDR) | (kind == Kind.OPEN)).tolist()
-    for point, following in zip(points, points[1:] + [len(kind)], strict=True):
-        span = slice(point + 1, following)
-        leading = (kind[span] == Kind.INTER) & (pts[span] < pts[point])
-        kind[span][leading] = Kind.LEADING if kind[point] == Kind.OPEN else Kind.LEADING_OK
+    rows = np.arange(len(kind))
+    point = np.maximum.accumulate(np.where((kind == Kind.IDR) | (kind == Kind.OPEN), rows, -1))
+    after = point >= 0
+    leading = np.zeros(len(kind), dtype=bool)
+    leading[after] = (kind[after] == Kind.INTER) & (pts[after] < pts[point[after]])
+    open_point = np.zeros(len(kind), dtype=bool)
+    open_point[after] = kind[point[after]] == Kind.OPEN
+    kind[leading & open_point] = Kind.LEADING
+    kind[leading & ~open_point] = Kind.LEADING_OK
 
 
 def _pts_from_order(pts: np.ndarray, dts: np.ndarray, presentation: list) -> np.ndarray:

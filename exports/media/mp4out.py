@@ -52,14 +52,21 @@ def execute_mp4(
     progress: Progress,
     title: str,
     creation,
+    ahead=None,
 ) -> None:
-    """Write `plan` to `out_path` with the direct writer."""
+    """Write `plan` to `out_path` with the direct writer (`ahead` as for executor.execute)."""
     spool_path = out_path.with_name(out_path.name + ".spool")
     output = _Mp4Output(plan, segments, spool_path)
     try:
+        waiting = []  # runs with spans encoded ahead: taken last, while the work goes on
         for seg_plan in plan.segments:
             progress.check_cancel()
-            SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress).run()
+            run = SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress, ahead)
+            run.run()
+            if run.from_ahead:
+                waiting.append(run)
+        for run in waiting:
+            run.take_ahead()
         output.video.finish()
         output.spool.close()
         tracks = output.tracks()
