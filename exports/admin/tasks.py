@@ -67,7 +67,7 @@ class ExportTaskAdmin(admin.ModelAdmin):
         if not (task.case_name or task.keep):
             return "—"
         name = task.case_name if len(task.case_name) <= 24 else task.case_name[:23] + "…"
-        hold = format_html('<strong title="legal hold">held</strong> ') if task.keep else ""
+        hold = format_html('<strong title="{}">held</strong> ', "legal hold") if task.keep else ""
         return format_html('{}<span title="{}">{}</span>', hold, task.case_name, name)
 
     @admin.display(description="size")
