@@ -9,7 +9,7 @@ it at a database you keep). Prints, per event (median of 3 rounds):
 - "plain insert": the same row written without the chain (bulk_create, one row, autocommit),
   the baseline measured in the same run;
 - "chained append": AuditEvent.save (head row locked, hash, insert, head updated), autocommit;
-- "chained, in a transaction": 100 appends per transaction, commit cost shared;
+- both again with 100 events per transaction (commit cost shared: what the chain itself adds);
 - N writer processes at once, plain inserts then chained appends: total events/s (the
   chain's lock serialises appends);
 - verify_chain: events checked per second.
@@ -74,15 +74,28 @@ def chained(count):
         event(i).save()
 
 
-def chained_in_transactions(count):
-    from django.db import transaction
+def in_transactions(write_one):
+    def write(count):
+        from django.db import transaction
 
-    from exports.tasks import sqlite_write_turn
+        from exports.tasks import sqlite_write_turn
 
-    for start in range(0, count, 100):
-        with sqlite_write_turn(), transaction.atomic():
-            for i in range(start, min(count, start + 100)):
-                event(i).save()
+        for start in range(0, count, 100):
+            with sqlite_write_turn(), transaction.atomic():
+                for i in range(start, min(count, start + 100)):
+                    write_one(i)
+
+    return write
+
+
+def plain_one(i):
+    from exports.models import AuditEvent
+
+    AuditEvent.objects.bulk_create([event(i)])
+
+
+def chained_one(i):
+    event(i).save()
 
 
 WRITER = """
@@ -128,16 +141,21 @@ def main():
     from exports import audit_chain
 
     print(f"database: {connection.vendor}; {args.events} events per measure; load {os.getloadavg()}")
-    rounds = {"plain insert": [], "chained append": [], "chained, 100 per transaction": []}
+    rounds = {
+        "plain insert": [], "chained append": [],
+        "plain, 100 per transaction": [], "chained, 100 per transaction": [],
+    }
+    writers = (plain, chained, in_transactions(plain_one), in_transactions(chained_one))
     for _ in range(3):
-        for name, write in zip(rounds, (plain, chained, chained_in_transactions), strict=True):
+        for name, write in zip(rounds, writers, strict=True):
             fresh()
             rounds[name].append(per_event_us(write, args.events))
     for name, figures in rounds.items():
         print(f"{name:32s} {statistics.median(figures):8.0f} µs/event  (rounds: "
               + ", ".join(f"{f:.0f}" for f in figures) + ")")
-    base = statistics.median(rounds["plain insert"])
-    print(f"chain overhead per event (autocommit): {statistics.median(rounds['chained append']) - base:.0f} µs")
+    median = {name: statistics.median(figures) for name, figures in rounds.items()}
+    print(f"chain overhead per event, autocommit: {median['chained append'] - median['plain insert']:.0f} µs;"
+          f" in a transaction: {median['chained, 100 per transaction'] - median['plain, 100 per transaction']:.0f} µs")
 
     for chained_writes in (False, True):
         fresh()

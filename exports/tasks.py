@@ -399,7 +399,9 @@ def set_keep(task, keep: bool, user=None, remote_addr=None) -> ExportTask:
     check_keep_permission(user)
     now = timezone.now()
     with sqlite_write_turn(), transaction.atomic():
-        task = ExportTask.objects.select_for_update().select_related("camera").get(id=task.id)
+        task = ExportTask.objects.select_for_update(of=("self",)).select_related("camera").get(
+            id=task.id
+        )
         if task.keep == keep:
             return task
         if keep and task.state == State.DELETED:

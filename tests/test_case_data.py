@@ -383,6 +383,9 @@ def test_admin_hold_actions_need_the_keep_permission(
     holder.post(changelist, {"action": "set_hold", "_selected_action": [str(task.pk)]})
     task.refresh_from_db()
     assert task.keep
+    assert '<strong title="legal hold">held</strong> <span title="Case 77">' in holder.get(
+        changelist
+    ).content.decode()
     answer = holder.post(
         changelist, {"action": "delete_files", "_selected_action": [str(task.pk)]}, follow=True
     )

@@ -375,6 +375,8 @@ def test_admin_lists_are_not_cut_off_on_a_laptop_or_a_phone(site, page):
             camera=camera, requested_from=now, start=now - timedelta(seconds=17 + number),
             end=now, format="mp4", requested_by=site["user"], source=ExportTask.Source.API,
             state=State.READY, percents=100, size=123_456_789,
+            case_name="Case 2026-0042 bicycle theft at the north gate" if number else "",
+            keep=number == 1,
         )
         record_audit(task, AuditEvent.Action.DOWNLOAD, site["user"], "2001:db8::1234:5678:9abc")
     page.goto(url + "/admin/login/?next=/admin/exports/exporttask/")

@@ -22,8 +22,8 @@ class ExportTaskAdmin(admin.ModelAdmin):
     # Narrow columns, so the list fits a 1366 px laptop: a short id (the full one is its
     # title), the range in one column with seconds, the end's date only when it differs.
     list_display = (
-        "short_id", "camera", "time_range", "format", "state", "percents", "size_display",
-        "case_name", "keep", "requested_by", "source", "created_at",
+        "short_id", "camera", "time_range", "format", "state", "size_display",
+        "case", "requested_by", "source", "created_at",
     )
     list_filter = ("state", "keep", "format", "source", "camera")
     search_fields = (
@@ -52,6 +52,23 @@ class ExportTaskAdmin(admin.ModelAdmin):
         from exports.templatetags.pages import span_text
 
         return span_text(task.start, task.end)
+
+    @admin.display(description="state", ordering="state")
+    def state(self, task):
+        """The state, with the progress while queued or running (one column: room for the
+        case column on a laptop)."""
+        label = task.get_state_display()
+        return f"{label} {task.percents} %" if task.is_active else label
+
+    @admin.display(description="case", ordering="case_name")
+    def case(self, task):
+        """The case name (shortened; the full one is its title) and the legal hold, in one
+        narrow column so the list still fits a laptop."""
+        if not (task.case_name or task.keep):
+            return "—"
+        name = task.case_name if len(task.case_name) <= 24 else task.case_name[:23] + "…"
+        hold = format_html('<strong title="{}">held</strong> ', "legal hold") if task.keep else ""
+        return format_html('{}<span title="{}">{}</span>', hold, task.case_name, name)
 
     @admin.display(description="size")
     def size_display(self, task):
