@@ -15,7 +15,7 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from exports import auth, signing, tasks, throttle
-from exports.download import DownloadUnavailable, file_response
+from exports.download import DownloadUnavailable, download_response
 from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
 from exports.models import AuditEvent, ExportTask
 
@@ -264,7 +264,8 @@ def download(request):
         task = _task_for(request, raw_id, missing_message="file is required: /download?file=<id>")
         user = request.api_user
     try:
-        response = file_response(request, task)
+        package = query_param(request, "package") not in (None, "", "0")
+        response = download_response(request, task, package)
     except DownloadUnavailable as unavailable:
         raise ApiError(
             unavailable.message, unavailable.status,
@@ -278,7 +279,7 @@ def download(request):
         tasks.record_audit(
             task, AuditEvent.Action.DOWNLOAD, user, auth.client_addr(request),
             via="signed link" if user is None else "credentials",
-            range=request.META.get("HTTP_RANGE", ""),
+            range=request.META.get("HTTP_RANGE", ""), **({"package": True} if package else {}),
         )
     return response
 
