@@ -5,6 +5,7 @@ the evidence package (plain and AES), and its verification three ways (verify_ex
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -363,3 +364,185 @@ def test_offline_verify_py_runs_in_a_bare_venv(ready, alice, tmp_path):
                           timeout=120)
     assert done.returncode == 1
     assert "differs from the exported one" in done.stdout
+
+
+# -- AES-256 (WinZip AE-2) --------------------------------------------------------------------
+
+SEVEN_ZIP = shutil.which("7z")
+needs_7z = pytest.mark.skipif(
+    SEVEN_ZIP is None, reason="7-Zip (7z, Debian package p7zip-full) is not installed"
+)
+PASSWORD = "correct horse battery staple"
+
+
+def protected_package(api, task, tmp_path) -> Path:
+    path = tmp_path / "protected.zip"
+    path.write_bytes(package_bytes(api, task, HTTP_X_PACKAGE_PASSWORD=PASSWORD))
+    return path
+
+
+@needs_7z
+def test_a_password_protected_package_opens_in_7zip_and_verifies(ready, alice, tmp_path):
+    package = protected_package(alice, ready, tmp_path)
+    with zipfile.ZipFile(package) as archive:
+        infos = archive.infolist()
+        assert infos and all(i.flag_bits & 0x1 and i.compress_type == 99 for i in infos)
+    out = tmp_path / "out"
+    done = subprocess.run([SEVEN_ZIP, "x", f"-p{PASSWORD}", f"-o{out}", str(package)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    video = out / Path(ready.output_path).name
+    assert video.read_bytes() == (task_folder(ready) / video.name).read_bytes()
+    done = subprocess.run([sys.executable, "-I", str(out / "verify.py")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "VERDICT: INTACT" in done.stdout, done.stdout
+    wrong = subprocess.run([SEVEN_ZIP, "t", "-pnot-the-password", str(package)],
+                           capture_output=True, text=True, timeout=120)
+    assert wrong.returncode != 0
+    assert "Wrong password" in wrong.stdout + wrong.stderr
+
+
+def test_server_checks_a_protected_package_with_its_password_and_names_a_wrong_one(
+    ready, alice, tmp_path
+):
+    from exports import evidence_check
+
+    package = protected_package(alice, ready, tmp_path)
+    ok, lines = evidence_check.check_path(package, password=PASSWORD)
+    assert ok, lines
+    ok, lines = evidence_check.check_path(package, password="wrong")
+    assert not ok and "the password is wrong for this package" in lines[0]
+    ok, lines = evidence_check.check_path(package)
+    assert not ok and "the package is password-protected" in lines[0]
+    plain = tmp_path / "plain.zip"
+    plain.write_bytes(package_bytes(alice, ready))
+    ok, lines = evidence_check.check_path(plain, password=PASSWORD)
+    assert ok and "this package is not password-protected" in lines[0]
+    # The offline script names the encryption instead of failing obscurely.
+    done = subprocess.run([sys.executable, "-I", verify.__file__, str(package)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "password-protected" in done.stdout
+
+
+def test_aes_member_altered_inside_the_package_is_caught(ready, alice, tmp_path):
+    from exports import evidence_check
+
+    package = protected_package(alice, ready, tmp_path)
+    data = bytearray(package.read_bytes())
+    with zipfile.ZipFile(package) as archive:
+        info = archive.getinfo(Path(ready.output_path).name)
+    data[info.header_offset + 200] ^= 0x01  # inside the encrypted video
+    package.write_bytes(bytes(data))
+    ok, lines = evidence_check.check_path(package, password=PASSWORD)
+    assert not ok
+    assert "differs from the exported one" in "\n".join(lines) or "was altered" in lines[0]
+
+
+def test_counter_mode_matches_winzip_little_endian_counter():
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from exports.evidence_zip import CounterCipher
+
+    key = bytes(range(32))
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    expected = b"".join(ecb.update(n.to_bytes(16, "little")) for n in range(1, 70))
+    cipher = CounterCipher(key)
+    data = bytes(69 * 16)
+    pieces = [cipher.apply(data[a:b]) for a, b in ((0, 5), (5, 21), (21, 1000), (1000, 1104))]
+    assert b"".join(pieces) == expected[:1104]
+
+
+# -- the pages --------------------------------------------------------------------------------
+
+
+def page_client(user, **options):
+    from django.test import Client
+
+    client = Client(**options)
+    client.force_login(user)
+    return client
+
+
+def test_task_page_offers_the_package_and_a_protected_one(ready, users, tmp_path):
+    client = page_client(users["alice"])
+    detail = client.get(f"/tasks/{ready.id}/").content.decode()
+    assert f"/tasks/{ready.id}/package/" in detail
+    response = client.get(f"/tasks/{ready.id}/package/")
+    assert response.status_code == 200
+    ok, verdict = check_bytes(b"".join(response.streaming_content))
+    assert ok, verdict
+    response = client.post(f"/tasks/{ready.id}/package/", {"password": PASSWORD})
+    package = tmp_path / "p.zip"
+    package.write_bytes(b"".join(response.streaming_content))
+    with zipfile.ZipFile(package) as archive:
+        assert all(i.flag_bits & 0x1 for i in archive.infolist())
+    assert page_client(users["bob"]).get(f"/tasks/{ready.id}/package/").status_code == 404
+    events = AuditEvent.objects.filter(task_id=ready.id, action="download")
+    assert events.count() == 2 and all(e.detail["package"] for e in events)
+    assert not any(PASSWORD in json.dumps(e.detail) for e in AuditEvent.objects.all())
+
+
+def test_batch_package_holds_each_task_in_a_folder(
+    alice, users, exports_queue, django_capture_on_commit_callbacks
+):
+    first = export(alice, django_capture_on_commit_callbacks, exports_queue)
+    second = export(alice, django_capture_on_commit_callbacks, exports_queue,
+                    CameraId="1", From=psim(T0), To=psim(T0 + timedelta(seconds=2)))
+    ExportTask.objects.filter(id__in=[first.id, second.id]).update(batch=first.id)
+    response = page_client(users["alice"]).get(f"/tasks/batch/{first.id}/package/")
+    data = b"".join(response.streaming_content)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifests = [n for n in archive.namelist() if n.endswith("/manifest.json")]
+    assert len(manifests) == 2
+    ok, verdict = check_bytes(data)
+    assert ok and verdict.count("signature valid") == 2, verdict
+
+
+def test_verify_page_gives_a_verdict_for_packages_videos_and_garbage(ready, alice, users):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = page_client(users["alice"])
+    assert client.get("/verify/").status_code == 200
+    data = package_bytes(alice, ready)
+    video = Path(ready.output_path).name
+
+    def post(content, name="evidence.zip", **extra):
+        response = client.post("/verify/", {"upload": SimpleUploadedFile(name, content), **extra})
+        assert response.status_code == 200
+        return response.content.decode()
+
+    assert "VERDICT: INTACT" in post(data)
+    tampered = _replace_member(data, video, lambda c: _flip(c, 300))
+    page = post(tampered)
+    assert "VERDICT: NOT INTACT" in page and f"the video {video} differs" in page
+    assert "not a complete zip file" in post(data[:-100])
+    assert "VERDICT: NOT CHECKED" in post(b"PK\x03\x04" + bytes(300))
+    assert "no export you may see has this SHA-256" in post(b"\x00garbage" * 50, "x.mp4")
+    original = (task_folder(ready) / video).read_bytes()
+    assert "VERDICT: MATCHES AN EXPORT OF THIS SERVER" in post(original, video)
+    assert "this package is not password-protected" in post(data, password="x")
+    folder = task_folder(ready)
+    page = post(original, video,
+                manifest=SimpleUploadedFile("manifest.json", (folder / "manifest.json").read_bytes()),
+                signature=SimpleUploadedFile("manifest.sig", (folder / "manifest.sig").read_bytes()))
+    assert "VERDICT: INTACT" in page
+
+
+def test_verify_page_needs_login_and_csrf(ready, users):
+    from django.test import Client
+
+    assert Client().get("/verify/").status_code == 302
+    strict = page_client(users["alice"], enforce_csrf_checks=True)
+    assert strict.post("/verify/", {}).status_code == 403
+
+
+def test_api_status_offers_a_signed_package_url(ready, alice):
+    from django.test import Client
+
+    url = alice.status(ready.id).json()["PackageUrl"]
+    response = Client().get(url)  # no credentials: the signature is the access
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    ok, verdict = check_bytes(b"".join(response.streaming_content))
+    assert ok, verdict
+    assert AuditEvent.objects.filter(task_id=ready.id, action="download",
+                                     detail__via="signed link").exists()
