@@ -272,7 +272,7 @@ def download(request):
             **{
                 k: v
                 for k, v in tasks.task_status_dict(task, request).items()
-                if k not in ("Url", "ErrorMessage")
+                if k not in ("Url", "PackageUrl", "ErrorMessage")
             },
         ) from None
     if response.status_code in (200, 206) and request.method == "GET" and _starts_at_zero(request):
