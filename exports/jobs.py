@@ -286,6 +286,7 @@ def _run_engine(task, out_path: Path, reporter):
     from exports import frame_cache
     from exports.archive import segment_abspath, segments_covering
     from exports.media import engine as media
+    from exports.source_hashes import ParallelHasher
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
@@ -295,18 +296,22 @@ def _run_engine(task, out_path: Path, reporter):
         media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
         for seg in coverage.segments
     ]
-    return media.export(
-        sources,
-        task.start,
-        task.end,
-        task.format,
-        out_path,
-        progress=reporter.progress,
-        cancelled=reporter.cancelled,
-        title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
-        # Frame indexes cached beside the archive index: a second export reads no file twice.
-        index_for=frame_cache.indexer(task.camera, coverage.segments),
-    )
+    # Sources not hashed yet (exports.source_hashes) are hashed while the engine copies.
+    with ParallelHasher(task.camera, coverage.segments) as hasher:
+        result = media.export(
+            sources,
+            task.start,
+            task.end,
+            task.format,
+            out_path,
+            progress=reporter.progress,
+            cancelled=reporter.cancelled,
+            title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
+            # Frame indexes cached beside the archive index: a second export reads no file twice.
+            index_for=frame_cache.indexer(task.camera, coverage.segments),
+        )
+        result.source_hashes = hasher.results(keepalive=lambda: reporter.progress(1.0))
+    return result
 
 
 def failure_message(task, error, reporter=None) -> str | None:

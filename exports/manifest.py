@@ -76,7 +76,9 @@ def manifest_paths(video: Path, beside: bool = False) -> tuple[Path, Path]:
 def write_signed_manifest(task, result, video: Path, size, digest, now, beside=False, tick=None):
     """Hash the sources, build, sign and write the manifest next to `video`; returns the two
     paths written."""
-    sources = source_hashes.describe_sources(task.camera, result.sources, tick=tick)
+    sources = source_hashes.describe_sources(
+        task.camera, result.sources, tick=tick, hashed=getattr(result, "source_hashes", None)
+    )
     key_id = signing_keys.current_key_id()
     manifest = build_manifest(task, result, video.name, size, digest, sources, key_id, now)
     data = canonical_json(manifest)

@@ -15,6 +15,7 @@ re-hashed. A segment still being written is hashed over the bytes the export rea
 import hashlib
 import logging
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,26 +55,89 @@ def iso_mtime(mtime: float) -> str:
     return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def store_hash(segment: Segment, path: Path, tick=None) -> bool:
-    """Hash a complete segment and keep it, unless the file changed while it was read."""
+def stable_sha256(path: Path, tick=None) -> tuple[int, float, str] | None:
+    """(size, mtime, SHA-256) of a file that did not change while it was read, else None."""
     before = os.stat(path)
     digest = file_sha256(path, tick=tick)
     after = os.stat(path)
     if (before.st_size, before.st_mtime) != (after.st_size, after.st_mtime):
+        return None
+    return after.st_size, after.st_mtime, digest
+
+
+def store_hash(segment: Segment, path: Path, tick=None, hashed=None) -> bool:
+    """Hash a complete segment (or take `hashed`, a stable_sha256 of it) and keep it, unless
+    the file changed while it was read."""
+    hashed = hashed or stable_sha256(path, tick)
+    if hashed is None:
         return False
+    size, mtime, digest = hashed
     Segment.objects.filter(pk=segment.pk, sha256="").update(
-        sha256=digest, sha256_size=after.st_size, sha256_mtime=after.st_mtime
+        sha256=digest, sha256_size=size, sha256_mtime=mtime
     )
-    segment.sha256, segment.sha256_size, segment.sha256_mtime = (
-        digest, after.st_size, after.st_mtime
-    )
+    segment.sha256, segment.sha256_size, segment.sha256_mtime = digest, size, mtime
     return True
 
 
-def describe_sources(camera: Camera, used, tick=None) -> list[dict]:
+class _Stopped(Exception):
+    pass
+
+
+class ParallelHasher:
+    """Hashes the complete, not yet hashed segments of an export in a thread of its own while
+    the engine reads them, so a first export's hashing overlaps the copy (hashlib and file
+    reads release the GIL). Computes only; the manifest stores what it used."""
+
+    def __init__(self, camera: Camera, segments):
+        self.paths = []
+        for segment in segments:
+            if segment.complete and not segment.sha256:
+                try:
+                    self.paths.append(segment_abspath(camera, segment))
+                except ArchiveError:
+                    continue
+        self.hashed: dict[str, tuple[int, float, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="source-hashes")
+
+    def __enter__(self):
+        if self.paths:
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is not None:  # the export failed: its sources' hashes are not needed now
+            self._stop.set()
+
+    def _run(self):
+        def stop_check():
+            if self._stop.is_set():
+                raise _Stopped
+
+        for path in self.paths:
+            try:
+                hashed = stable_sha256(path, stop_check)
+            except _Stopped:
+                return
+            except OSError:
+                continue
+            if hashed is not None:
+                self.hashed[str(path)] = hashed
+
+    def results(self, keepalive) -> dict:
+        """Wait for the thread (calling keepalive() twice a second) and return its hashes."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+            keepalive()
+        return dict(self.hashed)
+
+
+def describe_sources(camera: Camera, used, tick=None, hashed=None) -> list[dict]:
     """The manifest's `sources`: one entry per file the export read.
 
-    `used` is [(absolute path, size read, mtime then)] from the engine's result."""
+    `used` is [(absolute path, size read, mtime then)] from the engine's result; `hashed`
+    what a ParallelHasher computed meanwhile ({path: (size, mtime, sha256)})."""
+    hashed = hashed or {}
     root = Path(camera.archive_path).resolve()
     relative = {}
     for path, size, mtime in used:
@@ -83,11 +147,13 @@ def describe_sources(camera: Camera, used, tick=None) -> list[dict]:
             relative[Path(path).name] = (Path(path), size, mtime)
     rows = {s.path: s for s in Segment.objects.filter(camera=camera, path__in=list(relative))}
     return [
-        _describe(name, rows.get(name), *relative[name], tick=tick) for name in sorted(relative)
+        _describe(name, rows.get(name), *relative[name], tick=tick,
+                  hashed=hashed.get(str(relative[name][0])))
+        for name in sorted(relative)
     ]
 
 
-def _describe(name, segment, path: Path, size: int, mtime: float, tick) -> dict:
+def _describe(name, segment, path: Path, size: int, mtime: float, tick, hashed=None) -> dict:
     entry = {"path": name, "size": size, "mtime": iso_mtime(mtime), "sha256": None,
              "complete": bool(segment is not None and segment.complete)}
     try:
@@ -101,7 +167,7 @@ def _describe(name, segment, path: Path, size: int, mtime: float, tick) -> dict:
             entry["changed"] = (f"after the export read it: now {now.st_size} bytes, "
                                 f"mtime {iso_mtime(now.st_mtime)}")
         if not segment.sha256:
-            store_hash(segment, path, tick)
+            store_hash(segment, path, tick, hashed)
         if segment.sha256 and (segment.sha256_size, segment.sha256_mtime) == (size, mtime):
             entry["sha256"] = segment.sha256
         elif segment.sha256:

@@ -155,7 +155,28 @@ def test_maintenance_hashes_complete_segments_newest_first_within_its_budget(cam
     assert source_hashes.hash_pending_segments() == 0
 
 
+def test_parallel_hasher_hashes_unhashed_complete_sources_during_the_export(cameras, recordings):
+    camera = cameras[0]
+    rows = list(Segment.objects.filter(camera=camera))
+    rows[0].sha256 = "0" * 64  # already hashed: not read again
+    with source_hashes.ParallelHasher(camera, rows) as hasher:
+        hashed = hasher.results(keepalive=lambda: None)
+    assert sorted(hashed) == sorted(str(recordings / r.path) for r in rows[1:])
+    for path, (size, _mtime, digest) in hashed.items():
+        assert (size, digest) == (Path(path).stat().st_size,
+                                  hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    with pytest.raises(RuntimeError), source_hashes.ParallelHasher(camera, rows) as hasher:
+        raise RuntimeError("the export failed")
+    assert hasher._stop.is_set()
+
+
 # -- keys -------------------------------------------------------------------------------------
+
+
+def test_admin_lists_the_signing_keys(ready, users):
+    key = SigningKey.objects.get()
+    page = page_client(users["root"]).get("/admin/exports/signingkey/").content.decode()
+    assert key.key_id in page and "current" in page
 
 
 def test_keys_are_published_and_rotation_keeps_the_old_one(ready, client):
