@@ -8,9 +8,11 @@ from pathlib import Path
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import filesizeformat
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from exports import evidence_check, signing_keys, tasks
@@ -39,22 +41,20 @@ class PackagePasswordForm(forms.Form):
     )
 
 
-def _password(request) -> str | None:
-    if request.method != "POST":
-        return None
-    form = PackagePasswordForm(request.POST)
-    if not form.is_valid():
-        raise Http404("The password is too long.")
-    return form.cleaned_data["password"] or None
-
-
 def _send(request, items, stem):
+    password = None
+    if request.method == "POST":
+        form = PackagePasswordForm(request.POST)
+        if not form.is_valid():
+            return HttpResponseBadRequest("The password may have at most 200 characters.")
+        password = form.cleaned_data["password"] or None
     for task, _files in items:
         tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request),
                            via="page", package=True)
-    return package_response(items, stem, _password(request))
+    return package_response(items, stem, password)
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["GET", "POST"])
 def task_package(request, task_id):
@@ -68,6 +68,7 @@ def task_package(request, task_id):
     return _send(request, items, Path(task.output_path).stem)
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["GET", "POST"])
 def batch_package(request, batch_id):
@@ -98,6 +99,7 @@ class VerifyForm(forms.Form):
     )
 
 
+@sensitive_post_parameters("password")
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -108,7 +110,7 @@ def verify_page(request):
         if length > VERIFY_MAX_UPLOAD_BYTES:
             return render(request, "exports/verify.html", {
                 "form": form, "nav": "verify",
-                "too_big": f"The upload is larger than {VERIFY_MAX_UPLOAD_BYTES // 1024**3} GiB: "
+                "too_big": f"The upload is larger than {filesizeformat(VERIFY_MAX_UPLOAD_BYTES)}: "
                            "check it with the package's verify.py or manage.py verify_export.",
             }, status=413)
         form = VerifyForm(request.POST, request.FILES)

@@ -549,6 +549,27 @@ def test_verify_page_gives_a_verdict_for_packages_videos_and_garbage(ready, alic
     assert "VERDICT: INTACT" in page
 
 
+def test_verify_page_names_a_wrong_password_and_refuses_a_huge_upload(
+    ready, alice, users, tmp_path, monkeypatch
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from exports import evidence_views
+
+    client = page_client(users["alice"])
+    package = protected_package(alice, ready, tmp_path).read_bytes()
+
+    def post(**extra):
+        return client.post("/verify/", {"upload": SimpleUploadedFile("p.zip", package), **extra})
+
+    assert "VERDICT: INTACT" in post(password=PASSWORD).content.decode()
+    assert "the password is wrong for this package" in post(password="nope").content.decode()
+    assert "is password-protected" in post().content.decode()
+    monkeypatch.setattr(evidence_views, "VERIFY_MAX_UPLOAD_BYTES", 1000)
+    response = post()
+    assert response.status_code == 413 and "larger than" in response.content.decode()
+
+
 def test_verify_page_needs_login_and_csrf(ready, users):
     from django.test import Client
 
