@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -322,7 +321,8 @@ class FileMembers(Members):
         sig = manifest.with_name(manifest.name.removesuffix(".json") + ".sig")
         if not sig.exists():
             sig = manifest.with_name(SIGNATURE)
-        self.files = {MANIFEST: manifest, SIGNATURE: sig, "video": video}
+        self.files = {MANIFEST: manifest, SIGNATURE: sig, "video": video,
+                      KEYS: manifest.with_name(KEYS)}
 
     def names(self):
         return [name for name, path in self.files.items() if path.is_file()]
@@ -420,5 +420,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    # A console that cannot show a camera's name (Windows code pages) shows "?" instead of
+    # stopping the check.
+    sys.stdout.reconfigure(errors="replace")
     sys.exit(main())

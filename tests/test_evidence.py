@@ -380,6 +380,10 @@ def test_offline_verify_py_runs_in_a_bare_venv(ready, alice, tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
         assert "VERDICT: INTACT" in done.stdout
     video = tmp_path / "unpacked" / Path(ready.output_path).name
+    done = subprocess.run([str(python), "-I", str(script), str(video),
+                           str(tmp_path / "unpacked" / "manifest.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "VERDICT: INTACT" in done.stdout, done.stdout
     video.write_bytes(_flip(video.read_bytes(), 1000))
     done = subprocess.run([str(python), "-I", str(script)], capture_output=True, text=True,
                           timeout=120)
@@ -588,3 +592,20 @@ def test_api_status_offers_a_signed_package_url(ready, alice):
     assert ok, verdict
     assert AuditEvent.objects.filter(task_id=ready.id, action="download",
                                      detail__via="signed link").exists()
+
+
+def test_a_manifest_with_non_ascii_text_is_signed_and_checked_byte_exact(ready, tmp_path):
+    manifest = json.loads((task_folder(ready) / "manifest.json").read_bytes())
+    manifest["camera"]["name"] = "Café Øst — 入口"
+    data = verify.canonical_json(manifest)
+    assert "入口".encode() in data  # UTF-8, not \\u escapes
+    key_id, signature = signing_keys.sign(data)
+    signed = verify.canonical_json({"algorithm": "Ed25519", "key_id": key_id,
+                                    "signature": signature.hex()})
+    report = verify.Report("manifest.json")
+    verify.check_manifest(report, data, signed, signing_keys.trusted_keys())
+    assert report.ok, report.checks
+    report = verify.Report("manifest.json")
+    verify.check_manifest(report, data.replace("入口".encode(), "出口".encode()), signed,
+                          signing_keys.trusted_keys())
+    assert not report.ok
