@@ -319,6 +319,7 @@ def failure_message(task, error, reporter=None) -> str | None:
     cancelled or replaced (nothing to record)."""
     from exports.archive import ArchiveError
     from exports.media import engine as media
+    from exports.signing_keys import SigningKeyError
 
     if reporter is not None and reporter.stalled:
         return (
@@ -336,7 +337,7 @@ def failure_message(task, error, reporter=None) -> str | None:
     if isinstance(error, FileNotFoundError):
         name = Path(error.filename or "").name or error
         return f"a recorded segment was deleted while it was being exported ({name})"
-    if type(error).__name__ == "SigningKeyError":
+    if isinstance(error, SigningKeyError):
         return f"the export's manifest cannot be signed: {error}"
     if isinstance(error, JobTimeoutException):
         return f"the export took longer than its time limit of {job_timeout(task)} s"

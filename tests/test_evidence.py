@@ -609,3 +609,18 @@ def test_a_manifest_with_non_ascii_text_is_signed_and_checked_byte_exact(ready, 
     verify.check_manifest(report, data.replace("入口".encode(), "出口".encode()), signed,
                           signing_keys.trusted_keys())
     assert not report.ok
+
+
+def test_an_export_whose_manifest_cannot_be_signed_fails_with_a_clear_message(
+    alice, exports_queue, django_capture_on_commit_callbacks, settings, tmp_path
+):
+    broken = tmp_path / "key.pem"
+    broken.write_text("not a key")
+    settings.PSIMEXPORT_SIGNING_KEY_FILE = str(broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        task_id = alice.create(**RANGE).json()["ArchiveTaskId"]
+    run_worker(exports_queue)
+    task = ExportTask.objects.get(id=task_id)
+    assert task.state == "Failed"
+    assert task.error_message.startswith("the export's manifest cannot be signed: the signing key")
+    assert not task_folder(task).exists()  # no file that looks finished
