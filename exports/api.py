@@ -15,7 +15,7 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from exports import auth, signing, tasks, throttle
-from exports.download import DownloadUnavailable, file_response
+from exports.download import DownloadUnavailable, download_response
 from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
 from exports.models import AuditEvent, ExportTask
 
@@ -302,21 +302,22 @@ def download(request):
         task = _task_for(request, raw_id, missing_message="file is required: /download?file=<id>")
         user = request.api_user
     try:
-        response = file_response(request, task)
+        package = query_param(request, "package") not in (None, "", "0")
+        response = download_response(request, task, package)
     except DownloadUnavailable as unavailable:
         raise ApiError(
             unavailable.message, unavailable.status,
             **{
                 k: v
                 for k, v in tasks.task_status_dict(task, request).items()
-                if k not in ("Url", "ErrorMessage")
+                if k not in ("Url", "PackageUrl", "ErrorMessage")
             },
         ) from None
     if response.status_code in (200, 206) and request.method == "GET" and _starts_at_zero(request):
         tasks.record_audit(
             task, AuditEvent.Action.DOWNLOAD, user, auth.client_addr(request),
             via="signed link" if user is None else "credentials",
-            range=request.META.get("HTTP_RANGE", ""),
+            range=request.META.get("HTTP_RANGE", ""), **({"package": True} if package else {}),
         )
     return response
 

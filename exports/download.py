@@ -89,6 +89,17 @@ def _position(digits: str):
     return _HUGE if len(digits) > _MAX_DIGITS else digits
 
 
+def download_response(request, task, package: bool = False) -> HttpResponse:
+    """The file, or its evidence package (`package=1`: a streamed zip; with the header
+    `X-Package-Password` it is AES-256 encrypted). Raises DownloadUnavailable."""
+    if not package:
+        return file_response(request, task)
+    from exports.evidence_package import package_response, task_files
+
+    password = request.META.get("HTTP_X_PACKAGE_PASSWORD") or None
+    return package_response([(task, task_files(task))], Path(task.output_path).stem, password)
+
+
 def file_response(request, task) -> HttpResponse:
     """The file of a ready task (raises DownloadUnavailable otherwise)."""
     path = export_file_path(task)

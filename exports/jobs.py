@@ -286,6 +286,7 @@ def _run_engine(task, out_path: Path, reporter):
     from exports import frame_cache
     from exports.archive import segment_abspath, segments_covering
     from exports.media import engine as media
+    from exports.source_hashes import ParallelHasher
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
@@ -295,18 +296,22 @@ def _run_engine(task, out_path: Path, reporter):
         media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
         for seg in coverage.segments
     ]
-    return media.export(
-        sources,
-        task.start,
-        task.end,
-        task.format,
-        out_path,
-        progress=reporter.progress,
-        cancelled=reporter.cancelled,
-        title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
-        # Frame indexes cached beside the archive index: a second export reads no file twice.
-        index_for=frame_cache.indexer(task.camera, coverage.segments),
-    )
+    # Sources not hashed yet (exports.source_hashes) are hashed while the engine copies.
+    with ParallelHasher(task.camera, coverage.segments) as hasher:
+        result = media.export(
+            sources,
+            task.start,
+            task.end,
+            task.format,
+            out_path,
+            progress=reporter.progress,
+            cancelled=reporter.cancelled,
+            title=f"{task.camera.display_name} {task.start:%Y-%m-%d %H:%M:%S}Z",
+            # Frame indexes cached beside the archive index: a second export reads no file twice.
+            index_for=frame_cache.indexer(task.camera, coverage.segments),
+        )
+        result.source_hashes = hasher.results(keepalive=lambda: reporter.progress(1.0))
+    return result
 
 
 def failure_message(task, error, reporter=None) -> str | None:
@@ -314,6 +319,7 @@ def failure_message(task, error, reporter=None) -> str | None:
     cancelled or replaced (nothing to record)."""
     from exports.archive import ArchiveError
     from exports.media import engine as media
+    from exports.signing_keys import SigningKeyError
 
     if reporter is not None and reporter.stalled:
         return (
@@ -331,6 +337,8 @@ def failure_message(task, error, reporter=None) -> str | None:
     if isinstance(error, FileNotFoundError):
         name = Path(error.filename or "").name or error
         return f"a recorded segment was deleted while it was being exported ({name})"
+    if isinstance(error, SigningKeyError):
+        return f"the export's manifest cannot be signed: {error}"
     if isinstance(error, JobTimeoutException):
         return f"the export took longer than its time limit of {job_timeout(task)} s"
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
@@ -349,6 +357,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
     details = result.to_dict() if hasattr(result, "to_dict") else {}
     if not keep_in_exports:
         details["output"] = str(out_path)
+    evidence = _write_manifest(task, result, out_path, size, digest, now, keep_in_exports)
     fields = dict(
         state=State.READY,
         percents=100,
@@ -373,17 +382,32 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
                 return False
             if keep_in_exports and (out_path.exists() or not final.is_file()):
                 os.replace(out_path, final)  # (already there if a first commit was lost)
+                for path in evidence:  # manifest.json and manifest.sig go with it
+                    os.replace(path, final.with_name(path.name))
             _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest,
                    technique=fields["technique"])
             return True
 
     if not with_db_retry(publish):  # cancelled, deleted or replaced at the last moment
         _discard(out_path, keep_in_exports)
+        for path in evidence:
+            path.unlink(missing_ok=True)
         return False
     if keep_in_exports:
         _discard(out_path, keep_in_exports)  # the now empty attempt folder
     task.refresh_from_db()
     return True
+
+
+def _write_manifest(task, result, out_path, size, digest, now, keep_in_exports) -> list[Path]:
+    """The signed manifest (exports.manifest), written beside the file before it is published:
+    in the attempt folder (moved with the file), or beside a command line's output."""
+    from exports.manifest import write_signed_manifest
+
+    return with_db_retry(
+        write_signed_manifest, task, result, out_path, size, digest, now,
+        beside=not keep_in_exports,
+    )
 
 
 def _skipped_warning(result) -> str:

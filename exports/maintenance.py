@@ -55,6 +55,7 @@ def run_maintenance(reschedule: bool = True, reindex: bool = True) -> dict:
     }
     if reindex:
         steps["indexed"] = _reindex
+        steps["hashed"] = _hash_sources
     report = {}
     try:
         for name, step in steps.items():
@@ -306,6 +307,20 @@ def _tidy_task_folder(task_id, folder: Path) -> int:
         for attempt in stale:
             shutil.rmtree(attempt, ignore_errors=True)
         return len(stale)
+
+
+def _hash_sources() -> int | str:
+    """SHA-256 of newly completed segments for export manifests (exports.source_hashes),
+    within a budget; in a thread of its own so a hung archive cannot hold the round."""
+    from exports import source_hashes, timebox
+
+    budget = source_hashes.BACKGROUND_BUDGET_SECONDS
+    try:
+        return timebox.within_budget(
+            "source-hashes", source_hashes.hash_pending_segments, budget + REINDEX_BUDGET_SECONDS
+        )
+    except timebox.NotDone:
+        return "late (archive hangs?)"
 
 
 # -- indexing on request ----------------------------------------------------------------------

@@ -126,6 +126,11 @@ class Segment(models.Model):
     audio_codec = models.CharField(max_length=32, blank=True)
     # False while the recorder may still be appending to the file.
     complete = models.BooleanField(default=True)
+    # SHA-256 of the whole file, computed once when it is complete (exports.source_hashes);
+    # valid while the file keeps the size and mtime it had then.
+    sha256 = models.CharField(max_length=64, blank=True)
+    sha256_size = models.BigIntegerField(null=True, blank=True)
+    sha256_mtime = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["camera", "start"]
@@ -315,6 +320,31 @@ class AuditChainHead(models.Model):
 
     def __str__(self):
         return f"audit chain head #{self.seq}"
+
+
+class SigningKey(models.Model):
+    """A public key that signs (or signed) export manifests; the private key of the current one
+    lives in a file (exports.signing_keys). Rows are never deleted: retired keys still verify
+    old manifests, revoked ones make them fail."""
+
+    key_id = models.CharField("key id", max_length=32, unique=True)
+    public_key = models.CharField(max_length=64, help_text="Raw Ed25519 public key, hex.")
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.key_id
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        return "retired" if self.retired_at else "current"
 
 
 class ApiTokenQuerySet(models.QuerySet):

@@ -63,6 +63,10 @@ STATUS = {
             "type": ["string", "null"],
             "description": "Signed link, valid without credentials until `expires`; null until ready.",
         },
+        "PackageUrl": {
+            "type": ["string", "null"],
+            "description": "`Url` with `&package=1`: the evidence package (zip); null until ready.",
+        },
     },
 }
 # -- case data and legal hold (ours, optional: a PSIM client sends and sees none of it) -------
@@ -233,6 +237,12 @@ def document(request=None) -> dict:
                         {"name": "expires", "in": "query", "schema": {"type": "integer"}},
                         {"name": "signature", "in": "query", "schema": {"type": "string"}},
                         {"name": "Range", "in": "header", "schema": {"type": "string"}},
+                        {"name": "package", "in": "query", "schema": {"type": "string", "enum": ["1"]},
+                         "description": "1: the evidence package (zip: video, manifest.json, manifest.sig, "
+                         "audit trail, verify.py, README.txt), streamed; no ranges"},
+                        {"name": "X-Package-Password", "in": "header", "schema": {"type": "string"},
+                         "description": "with package=1: encrypt the zip with AES-256 (WinZip AE-2) under "
+                         "this password; never stored or logged"},
                     ],
                     "responses": {
                         "200": {
@@ -242,7 +252,10 @@ def document(request=None) -> dict:
                                 "ETag": {"schema": {"type": "string"}},
                                 "Accept-Ranges": {"schema": {"type": "string"}},
                             },
-                            "content": {"video/*": {"schema": {"type": "string", "format": "binary"}}},
+                            "content": {
+                                "video/*": {"schema": {"type": "string", "format": "binary"}},
+                                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                            },
                         },
                         "206": {"description": "Part of the file (Content-Range)"},
                         "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},

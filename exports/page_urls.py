@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from exports import review, views
+from exports import evidence_views, review, views
 
 urlpatterns = [
     path("", views.cameras, name="cameras"),
@@ -28,4 +28,9 @@ urlpatterns = [
     path("tasks/<uuid:task_id>/retry/", views.task_retry, name="task-retry"),
     path("tasks/<uuid:task_id>/keep/", views.task_keep, name="task-keep"),
     path("preferences/", views.preferences, name="preferences"),
+    path("tasks/<uuid:task_id>/package/", evidence_views.task_package, name="task-package"),
+    path("tasks/batch/<uuid:batch_id>/package/", evidence_views.batch_package,
+         name="batch-package"),
+    path("verify/", evidence_views.verify_page, name="verify"),
+    path(".well-known/psimexport-keys.json", evidence_views.well_known_keys, name="signing-keys"),
 ]

@@ -558,12 +558,14 @@ def reported_percents(task) -> int:
 
 
 def task_status_dict(task, request) -> dict:
-    """The PSIM status JSON of a task."""
+    """The PSIM status JSON of a task (PackageUrl: the evidence package, added to PSIM's)."""
     from exports.forms import format_psim_time
 
+    url = signed_download_url(task, request)
     return {
         "Percents": reported_percents(task),
-        "Url": signed_download_url(task, request),
+        "Url": url,
+        "PackageUrl": url and url + "&package=1",
         "CameraId": task.camera.camera_id,
         "From": format_psim_time(task.start),
         "To": format_psim_time(task.end),

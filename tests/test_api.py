@@ -23,7 +23,7 @@ alice, bob = api_support.alice, api_support.bob
 pytestmark = pytest.mark.django_db
 
 SIX_FIELDS = {"CameraId", "From", "To", "ArchiveTaskId", "ErrorMessage", "State"}
-STATUS_FIELDS = SIX_FIELDS | {"Percents", "Url"}
+STATUS_FIELDS = SIX_FIELDS | {"Percents", "Url", "PackageUrl"}
 
 
 def walls_of(data: bytes) -> list:

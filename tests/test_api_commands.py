@@ -42,7 +42,12 @@ def test_export_archive_writes_the_file_and_prints_a_summary(cameras, tmp_path):
     assert walls[-1] == T0 + timedelta(seconds=3.52) - FRAME
     task = ExportTask.objects.get()
     assert task.source == "command" and task.state == "ReadyForDownload" and task.output_path == ""
-    assert list(tmp_path.iterdir()) == [out]
+    # The signed manifest lies beside the file, and verify_export accepts the pair.
+    manifest = tmp_path / "clip.mov.manifest.json"
+    assert sorted(tmp_path.iterdir()) == [out, manifest, tmp_path / "clip.mov.manifest.sig"]
+    verdict = io.StringIO()
+    call_command("verify_export", str(out), str(manifest), stdout=verdict)
+    assert "VERDICT: INTACT" in verdict.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -137,11 +137,13 @@ def rig_factory(settings, tmp_path, monkeypatch):
 
 
 def assert_clean(task) -> None:
-    """No partial file, no orphan or working folder; a ready task has exactly its file."""
+    """No partial file, no orphan or working folder; a ready task has exactly its file and
+    the file's signed manifest."""
     root = Path(django_settings.EXPORTS_DIR)
     left = sorted(p.relative_to(root) for p in root.rglob("*")) if root.exists() else []
     if task.state == "ReadyForDownload":
-        assert [str(p) for p in left] == [str(task.id), task.output_path], left
+        evidence = [f"{task.id}/manifest.json", f"{task.id}/manifest.sig"]
+        assert [str(p) for p in left] == sorted([str(task.id), task.output_path, *evidence]), left
         path = root / task.output_path
         assert path.stat().st_size == task.size and jobs._sha256(path) == task.sha256
     else:

@@ -1,6 +1,7 @@
 """The export job on a real Redis: cancel, a killed worker, Redis down, the concurrency limit,
 expiry, and a segment that disappears mid-export."""
 
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,11 @@ def create(api, capture, **body):
 def task_files(task) -> list[Path]:
     folder = Path(django_settings.EXPORTS_DIR) / str(task.id)
     return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+def published(task) -> list[str]:
+    """What a ready task's folder holds: its file and the file's signed manifest."""
+    return sorted([Path(task.output_path).name, "manifest.json", "manifest.sig"])
 
 
 def test_progress_is_written_monotonically_and_reaches_100_only_when_ready(
@@ -140,7 +146,15 @@ def test_a_segment_deleted_mid_export_ends_the_task_cleanly(
         assert task_files(task) == []
     else:  # the engine had the file open already: a complete export
         assert task.state == "ReadyForDownload" and task.percents == 100
-        assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
+        assert [p.name for p in task_files(task)] == published(task)
+        # The manifest does not vouch for the deleted source: it lists it as skipped, or (read
+        # before it went) as a source that could not be hashed.
+        manifest = json.loads((task_files(task)[1]).read_bytes())
+        deleted = last.relative_to(copy).as_posix()
+        used = {s["path"]: s for s in manifest["sources"]}
+        assert ("unreadable" in used[deleted]) if deleted in used else any(
+            last.name in line for line in manifest["recorded"]["skipped"]
+        )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -291,7 +305,7 @@ def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, t
     run_worker(exports_queue)
     task.refresh_from_db()
     assert (task.state, task.percents, task.attempts) == ("ReadyForDownload", 100, 2)
-    assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
+    assert [p.name for p in task_files(task)] == published(task)
     actions = list(
         AuditEvent.objects.filter(task_id=task_id).order_by("at").values_list("action", flat=True)
     )
@@ -316,7 +330,7 @@ def test_sigterm_lets_the_running_export_finish(alice, exports_queue, settings, 
             worker.kill()
     task = ExportTask.objects.get(id=task_id)
     assert (task.state, task.percents) == ("ReadyForDownload", 100)
-    assert [p.name for p in task_files(task)] == [Path(task.output_path).name]
+    assert [p.name for p in task_files(task)] == published(task)
 
 
 def test_a_cancelled_task_can_be_retried_from_zero(
@@ -391,7 +405,7 @@ def test_a_stale_run_cannot_finish_fail_or_remove_the_files_of_the_current_run(
     assert jobs.execute_task(current, jobs._output_path(current)) is not None
     row.refresh_from_db()
     assert row.state == "ReadyForDownload" and (jobs.settings.EXPORTS_DIR / row.output_path).is_file()
-    assert [p.name for p in task_files(row)] == [Path(row.output_path).name]
+    assert [p.name for p in task_files(row)] == published(row)
 
 
 def test_recovery_rechecks_under_a_lock_so_a_run_finishing_meanwhile_keeps_its_file(

@@ -21,7 +21,8 @@ recordings, cameras = api_support.recordings, api_support.cameras
 
 pytestmark = pytest.mark.django_db
 
-PUBLIC = {"api-openapi", "api-healthz", "preferences"}  # no camera or task in them
+# No camera or task in them (verify: an upload is checked against what the user may see).
+PUBLIC = {"api-openapi", "api-healthz", "preferences", "signing-keys", "verify"}
 
 
 APP_URLCONFS = ("exports.api_urls", "exports.page_urls")
@@ -111,6 +112,8 @@ def probes(world):
         ),
         "batch-zip": ("page", lambda c: c.get(f"/tasks/batch/{ready.batch}/zip/"), "404"),
         "task-detail": ("page", lambda c: c.get(f"/tasks/{ready.id}/"), "404"),
+        "task-package": ("page", lambda c: c.get(f"/tasks/{ready.id}/package/"), "404"),
+        "batch-package": ("page", lambda c: c.get(f"/tasks/batch/{ready.batch}/package/"), "404"),
         "task-download": ("page", lambda c: c.get(f"/tasks/{ready.id}/download/"), "404"),
         "task-cancel": ("page", lambda c: c.post(f"/tasks/{queued.id}/cancel/"), "404"),
         "task-delete": ("page", lambda c: c.post(f"/tasks/{queued.id}/delete/"), "404"),

@@ -73,6 +73,10 @@ class ExportResult:
     reencoded_frames: int = 0  # frames re-encoded by a smart cut (0 for a pure copy)
     gap_reasons: list[str] = field(default_factory=list)  # one per gap, same order
     reencoded: list[str] = field(default_factory=list)  # each re-encoded span and why
+    # Files that gave frames: (path, size, mtime) as their frame index read them.
+    sources: list[tuple[Path, int, float]] = field(default_factory=list)
+    # How each stream was written: {"video": {"codec", "technique"}, "audio": ... or None}.
+    streams: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """A JSON-able summary."""
@@ -156,6 +160,8 @@ def export(
             raise
         result = _result(plan, skipped)
         result.bytes = out_path.stat().st_size
+        read = {seg.path: seg.index for seg in indexed}
+        result.sources = [(s.path, read[s.path].size, read[s.path].mtime) for s in plan.segments]
         if progress is not None:
             progress(1.0)
     finally:
@@ -192,6 +198,11 @@ def _result(plan: Plan, unreadable: list[str]) -> ExportResult:
         transcoded=list(plan.transcoded),
         skipped=unreadable + plan.skipped,
         audio=plan.audio_mode is not None,
+        streams={
+            "video": {"codec": plan.video_codec, "technique": plan.technique},
+            "audio": {"codec": plan.audio_codec, "technique": "stream_copy"
+                      if plan.audio_mode == "copy" else "transcode"} if plan.audio_mode else None,
+        },
         reencoded_frames=plan.reencoded_frames,
         reencoded=[
             f"{seg.path.name}: {len(step.frames)} frames ({step.reason})"
