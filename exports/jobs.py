@@ -286,11 +286,16 @@ def _run_engine(task, out_path: Path, reporter):
     from exports import frame_cache
     from exports.archive import segment_abspath, segments_covering
     from exports.media import engine as media
+    from exports.tasks import human_utc
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    with_db_retry(index_newest_files, task)
     coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
     if not coverage.segments:
-        raise media.NoRecordingError("the recording of this range is no longer there")
+        raise media.NoRecordingError(
+            f"camera {task.camera.camera_id} has no recording between {human_utc(task.start)} "
+            f"and {human_utc(task.end)} (or it is no longer there)"
+        )
     sources = [
         media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
         for seg in coverage.segments
@@ -307,6 +312,21 @@ def _run_engine(task, out_path: Path, reporter):
         # Frame indexes cached beside the archive index: a second export reads no file twice.
         index_for=frame_cache.indexer(task.camera, coverage.segments),
     )
+
+
+def index_newest_files(task) -> None:
+    """Index the camera's newest files when the range reaches past its last indexed frame:
+    a range of the last seconds may have been accepted while the index lagged behind (see
+    tasks.create_export_task). In the job's thread, so the stall watch covers a hung archive."""
+    from exports.archive import ArchiveError, index_camera
+
+    last = task.camera.last_recording
+    if last is not None and task.end <= last:
+        return
+    try:
+        index_camera(task.camera, recent_only=True)
+    except ArchiveError as error:  # export what the index knows
+        log.warning("export %s: cannot refresh the index: %s", task.id, error)
 
 
 def failure_message(task, error, reporter=None) -> str | None:

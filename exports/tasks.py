@@ -123,14 +123,19 @@ def create_export_task(
         check_queue_quota(user)
     # Refresh the index only when the range reaches past what it knows (the newest minute of
     # a recorder); maintenance re-indexes everything every minute anyway.
+    index_behind = False
     if end is None or camera.last_recording is None or end > camera.last_recording:
-        refresh_recent_segments(camera)
+        index_behind = not refresh_recent_segments(camera)
     requested_end = end
     if end is None:
         end = last_recorded_frame(camera)
+        if index_behind and end is not None and end >= unindexed_after(camera):
+            # Still recording, and the index could not catch up in time: up to now (the
+            # job indexes the newest files before it exports).
+            end = max(end, timezone.now())
         if end is None or end <= start:
             raise TaskRefused(
-                f"camera {camera.camera_id} has no recording after {_human(start)}", 404
+                f"camera {camera.camera_id} has no recording after {human_utc(start)}", 404
             )
     if end - start > timedelta(hours=settings.PSIMEXPORT_MAX_RANGE_HOURS):
         raise TaskRefused(
@@ -138,10 +143,14 @@ def create_export_task(
             "export may cover; give a To or split it into several tasks",
             400,
         )
-    if not has_recording(camera, start, end):
+    # While the index lags, a range past what it has seen is accepted: the job indexes the
+    # newest files first and fails with "no recording" if there is none.
+    if not has_recording(camera, start, end) and not (
+        index_behind and end > unindexed_after(camera)
+    ):
         raise TaskRefused(
-            f"camera {camera.camera_id} has no recording between {_human(start)} and "
-            f"{_human(end)}",
+            f"camera {camera.camera_id} has no recording between {human_utc(start)} and "
+            f"{human_utc(end)}",
             404,
         )
     check_disk_space()
@@ -165,10 +174,10 @@ def create_export_task(
 REFRESH_BUDGET_SECONDS = 1.0
 
 
-def refresh_recent_segments(camera) -> None:
+def refresh_recent_segments(camera) -> bool:
     """Index the camera's newest files, waiting at most REFRESH_BUDGET_SECONDS; one refresh
-    per camera at a time. A slow or hung archive leaves the index as it was (maintenance and
-    the export job look again)."""
+    per camera at a time. Returns whether the index is now current. A slow or hung archive
+    leaves the index as it was (maintenance and the export job look again)."""
     from exports import timebox
     from exports.archive import ArchiveError, index_camera
 
@@ -182,6 +191,29 @@ def refresh_recent_segments(camera) -> None:
             timebox.within_budget(f"index-{camera.pk}", refresh, REFRESH_BUDGET_SECONDS)
     except (ArchiveError, timebox.NotDone) as error:  # export what the index already knows
         log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
+        return False
+    return True
+
+
+def unindexed_after(camera) -> datetime:
+    """The instant after which the camera's index may lack footage its archive holds.
+
+    The index saw the archive as it was when its last scan began, less one segment (a
+    recorder may write a file only once it is complete, so a file appearing after the scan
+    may hold up to one segment of older footage); if the camera was still recording then
+    (its newest file growing), everything after its last indexed frame.
+    """
+    from exports.archive import last_recorded_frame
+
+    seen = Camera.objects.filter(pk=camera.pk).values_list("indexed_at", "max_segment_seconds")
+    indexed_at, longest = seen.first() or (None, 0.0)
+    if indexed_at is None:
+        return datetime.min.replace(tzinfo=UTC)
+    after = indexed_at - timedelta(seconds=longest)
+    newest = Segment.objects.filter(camera=camera).order_by("-start")
+    if newest.values_list("complete", flat=True).first() is False:
+        after = min(after, last_recorded_frame(camera) or after)
+    return after
 
 
 def _save_and_enqueue(task, user, remote_addr) -> ExportTask:
@@ -284,7 +316,8 @@ def mark_queue_unavailable(task) -> None:
     record_audit(task, Action.FAIL, error=QUEUE_UNAVAILABLE)
 
 
-def _human(moment: datetime) -> str:
+def human_utc(moment: datetime) -> str:
+    """A time as error messages say it: 2026-11-20 10:00:13 UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
