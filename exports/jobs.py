@@ -41,18 +41,13 @@ log = logging.getLogger(__name__)
 State = ExportTask.State
 QUEUE_NAME = "exports"
 
-# A running job refreshes this lease; a task InProgress without one has lost its worker.
-LEASE_SECONDS = int(os.environ.get("PSIMEXPORT_JOB_LEASE_SECONDS", "30"))
+# A running job refreshes its lease (settings.PSIMEXPORT_JOB_LEASE_SECONDS); a task
+# InProgress without one has lost its worker.
 LEASE_KEY = "psimexport:lease:{}"
 # When all PSIMEXPORT_MAX_CONCURRENT slots are taken, the job runs again this much later.
 BUSY_RETRY_SECONDS = 5
 PROGRESS_INTERVAL = 0.3
 CANCEL_CHECK_INTERVAL = 0.5
-# How long a job keeps reconnecting to a database that went away before it gives up.
-DB_RETRY_SECONDS = int(os.environ.get("PSIMEXPORT_DB_RETRY_SECONDS", "120"))
-# An export that reports no progress for this long is stuck on its archive (a network mount
-# gone away): the job interrupts it and fails the task with a clear message.
-STALL_SECONDS = float(os.environ.get("PSIMEXPORT_STALL_SECONDS", "120"))
 # Job states in which rq will still run the job (anything else: the job is done or lost).
 LIVE_JOB_STATES = ("queued", "scheduled", "started", "deferred")
 
@@ -73,7 +68,7 @@ def with_db_retry(step, *args, **kwargs):
     """
     from django.db import close_old_connections
 
-    deadline = time.monotonic() + DB_RETRY_SECONDS
+    deadline = time.monotonic() + settings.PSIMEXPORT_DB_RETRY_SECONDS
     delay = 0.2
     while True:
         try:
@@ -174,7 +169,7 @@ def run_export_job(task_id: str) -> str:
     if task is None:
         return f"nothing to do ({with_db_retry(current_state, task_id) or 'task gone'})"
     with Lease(task.id, task.attempt_id):
-        execute_task(task, _output_path(task), stall_seconds=STALL_SECONDS)
+        execute_task(task, _output_path(task), stall_seconds=settings.PSIMEXPORT_STALL_SECONDS)
     return with_db_retry(current_state, task.id)
 
 
@@ -618,13 +613,14 @@ class Lease:
     def __init__(self, task_id, attempt_id=None):
         self.key = LEASE_KEY.format(task_id)
         self.value = str(attempt_id or os.getpid())
+        self.seconds = settings.PSIMEXPORT_JOB_LEASE_SECONDS
         self.connection = get_queue().connection
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{task_id}")
 
     def __enter__(self):
         try:
-            self.connection.set(self.key, self.value, ex=LEASE_SECONDS)
+            self.connection.set(self.key, self.value, ex=self.seconds)
         except redis.RedisError as error:  # the renewal thread tries again
             log.warning("cannot take lease %s: %s", self.key, error)
         self._thread.start()
@@ -640,9 +636,9 @@ class Lease:
             pass
 
     def _renew(self):
-        while not self._stop.wait(max(1.0, LEASE_SECONDS / 3)):
+        while not self._stop.wait(max(1.0, self.seconds / 3)):
             try:
-                self.connection.eval(LEASE_RENEW, 1, self.key, self.value, LEASE_SECONDS)
+                self.connection.eval(LEASE_RENEW, 1, self.key, self.value, self.seconds)
             except redis.RedisError as error:
                 log.warning("cannot renew lease %s: %s", self.key, error)
 

@@ -192,7 +192,7 @@ def recover_stuck_tasks(now=None) -> int:
     first (the task is Ready, nothing happens here) or cannot publish any more.
     """
     now = now or timezone.now()
-    grace = now - timedelta(seconds=jobs.LEASE_SECONDS)
+    grace = now - timedelta(seconds=settings.PSIMEXPORT_JOB_LEASE_SECONDS)
     stuck = ExportTask.objects.filter(state=State.IN_PROGRESS, started_at__lt=grace)
     conn = jobs.get_queue().connection
     recovered = 0

@@ -267,7 +267,7 @@ def paused_pid(gate: Path, worker, seconds: float = 120) -> int:
 def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, tmp_path, monkeypatch):
     worker_data, gate = tmp_path / "worker-data", tmp_path / "gate"
     settings.EXPORTS_DIR = worker_data / "exports"
-    monkeypatch.setattr(jobs, "LEASE_SECONDS", 2)
+    settings.PSIMEXPORT_JOB_LEASE_SECONDS = 2
     task_id = alice.create(**WHOLE).json()["ArchiveTaskId"]
     env = worker_env(worker_data, gate, PSIMEXPORT_JOB_LEASE_SECONDS="2")
     worker = start_worker("simple", env)
