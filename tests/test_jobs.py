@@ -475,17 +475,17 @@ def test_maintenance_has_its_own_queue_served_first_and_is_rearmed_when_a_worker
         worker.teardown()  # also stops its pub/sub listener thread
 
 
-def test_healthz_counts_idle_workers_and_says_when_maintenance_is_late(
+def test_healthz_counts_workers_with_a_recent_heartbeat_and_says_when_maintenance_is_late(
     client, redis_conn, exports_queue
 ):
     from rq import Worker
 
+    from exports.worker import HEARTBEAT_STALE_SECONDS
+
     body = client.get("/healthz").json()
     assert (body["Workers"], body["MaintenanceLastRun"], body["Status"]) == (0, None, "degraded")
-    idle = Worker([exports_queue], connection=exports_queue.connection)
-    idle.register_birth()
-    # An idle worker heartbeats only between two waits for a job (minutes apart).
-    idle.connection.hset(idle.key, "last_heartbeat", "2000-01-01T00:00:00.000000Z")
+    worker = Worker([exports_queue], connection=exports_queue.connection)
+    worker.register_birth()
     maintenance.run_maintenance(reschedule=False, reindex=False)
     body = client.get("/healthz").json()
     assert body["Workers"] == 1 and body["Maintenance"] == "ok"
@@ -493,7 +493,48 @@ def test_healthz_counts_idle_workers_and_says_when_maintenance_is_late(
     redis_conn.set(maintenance.LAST_RUN_KEY, f"{time.time() - 181:.3f}")
     body = client.get("/healthz").json()
     assert (body["Maintenance"], body["Status"]) == ("late", "degraded")
-    idle.register_death()
+    # Still registered, but silent for longer than a live worker ever is: dead.
+    stale = timezone.now() - timedelta(seconds=HEARTBEAT_STALE_SECONDS + 1)
+    worker.connection.hset(worker.key, "last_heartbeat", stale.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    assert client.get("/healthz").json()["Workers"] == 0
+    worker.register_death()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_stops_counting_a_worker_killed_with_sigkill_while_rq_still_lists_it(
+    client, redis_conn, exports_queue, tmp_path
+):
+    """Two real workers; one is killed outright and cannot unregister. rq keeps listing it
+    (here for good: its registration is made permanent, as rq's TTL could be long), but its
+    heartbeats stop, and /healthz counts only the live one. The live one, idle, keeps
+    heartbeating."""
+    from rq import Worker
+
+    def workers() -> int:
+        return client.get("/healthz").json()["Workers"]
+
+    env = worker_env(tmp_path / "worker-data", tmp_path / "gate")
+    doomed, survivor = start_worker("serve", env), start_worker("serve", env)
+    try:
+        wait_until(lambda: workers() == 2, 120, "both workers to be counted")
+        registered = {w.pid: w for w in Worker.all(connection=redis_conn)}
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(30)
+        redis_conn.persist(registered[doomed.pid].key)
+        wait_until(lambda: workers() == 1, 120, "the killed worker to drop out", poll=0.5)
+        assert {w.pid for w in Worker.all(connection=redis_conn)} == {doomed.pid, survivor.pid}
+        alive = registered[survivor.pid]
+        beat = alive.last_heartbeat
+        wait_until(
+            lambda: alive.refresh() or alive.last_heartbeat > beat, 120,
+            "the idle worker's next heartbeat", poll=0.5,
+        )
+        assert workers() == 1
+    finally:
+        for worker in (doomed, survivor):
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(60)
 
 
 @pytest.mark.django_db(transaction=True)
