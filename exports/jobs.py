@@ -18,8 +18,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import threading
 import time
 import uuid
 from datetime import UTC, timedelta
@@ -34,16 +32,15 @@ from django.utils import timezone
 from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
+from exports.lease import Lease
 from exports.models import AuditEvent, ExportTask
+from exports.stall import ExportStalled, StallWatch
 
 log = logging.getLogger(__name__)
 
 State = ExportTask.State
 QUEUE_NAME = "exports"
 
-# A running job refreshes its lease (settings.PSIMEXPORT_JOB_LEASE_SECONDS); a task
-# InProgress without one has lost its worker.
-LEASE_KEY = "psimexport:lease:{}"
 # When all PSIMEXPORT_MAX_CONCURRENT slots are taken, the job runs again this much later.
 BUSY_RETRY_SECONDS = 5
 PROGRESS_INTERVAL = 0.3
@@ -485,7 +482,7 @@ def _audit(task, action, **detail) -> None:
     record_audit(task, action, **detail)
 
 
-# -- progress, cancellation and the lease -----------------------------------------------------
+# -- progress and cancellation ----------------------------------------------------------------
 
 
 class ProgressReporter:
@@ -548,110 +545,3 @@ class ProgressReporter:
         log.warning("export %s: database unavailable (%s); carrying on", self.task_id, error)
         if not connection.in_atomic_block:
             connection.close()
-
-
-class ExportStalled(Exception):
-    """Raised in the job's thread by StallWatch: the engine hangs on its input."""
-
-
-class StallWatch:
-    """Interrupts an engine that has not called back for `seconds` (blocked reading an
-    archive that hangs): a signal to the job's thread breaks the blocking system call and
-    raises ExportStalled there. Only in the main thread (where Python runs signal handlers),
-    which is where rq runs jobs."""
-
-    def __init__(self, reporter: ProgressReporter, seconds: float | None):
-        self.reporter = reporter
-        self.seconds = seconds
-        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
-        self._stop = threading.Event()
-        self._previous = None
-
-    def __enter__(self):
-        if self.active:
-            self._previous = signal.signal(signal.SIGUSR1, self._raise)
-            threading.Thread(target=self._watch, daemon=True, name="stall-watch").start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            self._stop.set()
-            signal.signal(signal.SIGUSR1, self._previous)
-
-    def _raise(self, signum, frame):
-        raise ExportStalled(f"no progress for {self.reporter.stalled:.0f} s")
-
-    def _watch(self):
-        main = threading.main_thread().ident
-        while not self._stop.wait(min(1.0, self.seconds / 4)):
-            quiet = time.monotonic() - self.reporter.called_at
-            if quiet >= self.seconds:
-                self.reporter.stalled = quiet
-                signal.pthread_kill(main, signal.SIGUSR1)
-                self.reporter.called_at = time.monotonic()  # again later if it did not stop
-
-
-LEASE_RENEW = """
-local current = redis.call('get', KEYS[1])
-if current == false or current == ARGV[1] then
-    redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
-    return 1
-end
-return 0
-"""
-
-
-class Lease:
-    """A Redis key with a short TTL, holding the attempt id, that a background thread keeps
-    alive while the job runs.
-
-    If the worker dies (SIGKILL, reboot) the key expires and maintenance re-queues the task.
-    A renewal never takes over a key that names another attempt; one lost to a Redis restart
-    or flush is written again.
-    """
-
-    def __init__(self, task_id, attempt_id=None):
-        self.key = LEASE_KEY.format(task_id)
-        self.value = str(attempt_id or os.getpid())
-        self.seconds = settings.PSIMEXPORT_JOB_LEASE_SECONDS
-        self.connection = get_queue().connection
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{task_id}")
-
-    def __enter__(self):
-        try:
-            self.connection.set(self.key, self.value, ex=self.seconds)
-        except redis.RedisError as error:  # the renewal thread tries again
-            log.warning("cannot take lease %s: %s", self.key, error)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            if self.connection.get(self.key) == self.value.encode():
-                self.connection.delete(self.key)
-        except redis.RedisError:
-            pass
-
-    def _renew(self):
-        while not self._stop.wait(max(1.0, self.seconds / 3)):
-            try:
-                self.connection.eval(LEASE_RENEW, 1, self.key, self.value, self.seconds)
-            except redis.RedisError as error:
-                log.warning("cannot renew lease %s: %s", self.key, error)
-
-
-def lease_holder(task_id, conn=None) -> str | None:
-    """The attempt id (or pid) that holds the task's lease, None when nobody does."""
-    conn = conn or get_queue().connection
-    value = conn.get(LEASE_KEY.format(task_id))
-    return value.decode() if value is not None else None
-
-
-def lease_is_alive(task_id, conn=None, attempt_id=None) -> bool:
-    holder = lease_holder(task_id, conn)
-    if holder is None:
-        return False
-    return attempt_id is None or holder == str(attempt_id)

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 from rq import Queue
 
-from exports import jobs, maintenance
+from exports import jobs, lease, maintenance
 from exports.models import AuditEvent, ExportTask
 from tests import api_support
 from tests.api_support import T0, psim, run_worker
@@ -283,7 +283,7 @@ def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, t
     # this short, the finished file the run never recorded); recovery must remove it.
     left = (worker_data / "exports" / task_id).rglob("*")
     assert any(path.is_file() for path in left)
-    wait_until(lambda: not jobs.lease_is_alive(task_id), 30, "the lease to lapse")
+    wait_until(lambda: not lease.lease_is_alive(task_id), 30, "the lease to lapse")
     assert maintenance.recover_stuck_tasks() == 1
     task = ExportTask.objects.get(id=task_id)
     assert task.state == "Created" and task.attempts == 1 and task.attempt_id is None
@@ -400,7 +400,7 @@ def test_recovery_rechecks_under_a_lock_so_a_run_finishing_meanwhile_keeps_its_f
     task = create(alice, django_capture_on_commit_callbacks)
     run = claim(task)
     ExportTask.objects.filter(id=task.id).update(started_at=timezone.now() - timedelta(minutes=10))
-    checked = jobs.lease_is_alive
+    checked = lease.lease_is_alive
 
     def run_finishes_right_after_the_lease_check(*args, **kwargs):
         answer = checked(*args, **kwargs)
@@ -408,7 +408,7 @@ def test_recovery_rechecks_under_a_lock_so_a_run_finishing_meanwhile_keeps_its_f
             assert jobs.execute_task(run, jobs._output_path(run)) is not None
         return answer
 
-    monkeypatch.setattr(jobs, "lease_is_alive", run_finishes_right_after_the_lease_check)
+    monkeypatch.setattr(lease, "lease_is_alive", run_finishes_right_after_the_lease_check)
     maintenance.recover_stuck_tasks()
     row = ExportTask.objects.get(id=task.id)
     assert row.state == "ReadyForDownload"
