@@ -179,8 +179,9 @@ REFRESH_BUDGET_SECONDS = 1.0
 
 def refresh_recent_segments(camera) -> bool:
     """Index the camera's newest files, waiting at most REFRESH_BUDGET_SECONDS; one refresh
-    per camera at a time. Returns whether the index is now current. A slow or hung archive
-    leaves the index as it was (maintenance and the export job look again)."""
+    per camera at a time. Returns False when it did not finish in time: a slow or hung
+    archive leaves the index as it was, lagging behind (the export job looks again). An
+    archive that cannot be read at all leaves it as it was, too, but not lagging."""
     from exports import timebox
     from exports.archive import ArchiveError, index_camera
 
@@ -192,9 +193,11 @@ def refresh_recent_segments(camera) -> bool:
             refresh()
         else:
             timebox.within_budget(f"index-{camera.pk}", refresh, REFRESH_BUDGET_SECONDS)
-    except (ArchiveError, timebox.NotDone) as error:  # export what the index already knows
-        log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
+    except timebox.NotDone as late:
+        log.warning("camera %s: index not refreshed in time: %s", camera.camera_id, late)
         return False
+    except ArchiveError as error:  # export what the index already knows
+        log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
     return True
 
 
