@@ -1,7 +1,7 @@
 """Latency of the PSIM API under a fixed request rate, against gunicorn as `make run` serves it.
 
     .venv/bin/python bench/api_bench.py [--rate 200] [--seconds 30] [--redis-url URL]
-                                        [--database-url URL]
+                                        [--database-url URL] [--baseline REV]
 
 Sets up a throw-away data dir (SQLite unless --database-url, a 3-segment synthetic archive, a
 user with a token and a password), starts gunicorn (gthread, 2 workers x 8 threads) on a free
@@ -12,6 +12,10 @@ Scenarios: create with Token auth, status with Token auth, status with Basic aut
 request. The Redis database given (default: db 12 on the local Redis) is flushed before and
 after, since every create queues a job that no worker runs here; a --database-url database is
 emptied (manage.py flush) before the run, so every run starts from the same state.
+
+--baseline REV also serves that git revision (from `git archive`, SQLite) and runs every
+scenario on it and on this tree in turn, so both are measured under the same load: on a
+shared machine the figures of separate runs are not comparable.
 """
 
 import argparse
@@ -163,15 +167,10 @@ def run_scenario(port, rate, seconds, make_request, threads=32):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=200)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    parser.add_argument("--database-url", help="default: SQLite in a throw-away data dir")
-    args = parser.parse_args()
-
-    data = Path(tempfile.mkdtemp(prefix="psimexport-bench-"))
+def start_server(root: Path, args, label: str) -> dict:
+    """A throw-away data dir with the synthetic archive, a user, a token and one finished
+    task, served by gunicorn from the checkout at `root`."""
+    data = Path(tempfile.mkdtemp(prefix=f"psimexport-bench-{label}-"))
     env = {
         **os.environ,
         "PSIMEXPORT_DATA": str(data),
@@ -184,71 +183,108 @@ def main():
     env.pop("DATABASE_URL", None)
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
-    import redis
-
-    redis.Redis.from_url(args.redis_url).flushdb()
     manage = [PYTHON, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=BASE_DIR, env=env, check=True)
+    subprocess.run([*manage, "migrate", "-v0"], cwd=root, env=env, check=True)
     if args.database_url:
-        subprocess.run([*manage, "flush", "--noinput", "-v0"], cwd=BASE_DIR, env=env, check=True)
+        subprocess.run([*manage, "flush", "--noinput", "-v0"], cwd=root, env=env, check=True)
     token = subprocess.run(
         [PYTHON, "-c", SETUP, str(data / "recordings"), T0.isoformat(), PASSWORD],
-        cwd=BASE_DIR, env=env, check=True, capture_output=True, text=True,
+        cwd=root, env=env, check=True, capture_output=True, text=True,
     ).stdout.strip().splitlines()[-1]
-
     port = free_port()
     server = subprocess.Popen(
         [str(BASE_DIR / ".venv/bin/gunicorn"), "psimexport.wsgi", "-k", "gthread",
          "--threads", "8", "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=BASE_DIR, env=env,
+        cwd=root, env=env,
     )
+    wait_for(port)
+    token_headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    basic = base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
+    # One finished task to ask the status of (a burst worker runs it).
+    body = json.dumps({"CameraId": "1", "From": "2026-11-20T10:00:01Z", "To": "2026-11-20T10:00:03Z"})
+    task_id = call(port, "POST", "/createarchivetask", body, token_headers)["ArchiveTaskId"]
+    subprocess.run([*manage, "rqworker", "exports", "--burst"], cwd=root, env=env,
+                   check=True, capture_output=True)
+    state = call(port, "GET", f"/getarchivetaskstatus?archivetaskid={task_id}", None,
+                 token_headers)["State"]
+    return {"label": label, "data": data, "port": port, "server": server, "state": state,
+            "token": token_headers, "basic": {"Authorization": f"Basic {basic}"},
+            "status": f"/getarchivetaskstatus?archivetaskid={task_id}"}
+
+
+def scenarios(site: dict) -> list:
+    def create(index):
+        start = T0 + timedelta(milliseconds=index % 4000)
+        payload = {"CameraId": "1", "From": start.isoformat().replace("+00:00", "Z"),
+                   "To": (start + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")}
+        return "POST", "/createarchivetask", json.dumps(payload), site["token"]
+
+    return [
+        ("create (Token)", create),
+        ("status (Token)", lambda i: ("GET", site["status"], None, site["token"])),
+        ("status (Basic)", lambda i: ("GET", site["status"], None, site["basic"])),
+    ]
+
+
+def checkout(rev: str) -> Path:
+    """The tree of a git revision in a temporary folder, using this checkout's .venv."""
+    root = Path(tempfile.mkdtemp(prefix="psimexport-bench-baseline-"))
+    archive = subprocess.run(["git", "archive", rev], cwd=BASE_DIR, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    (root / ".venv").symlink_to(BASE_DIR / ".venv")
+    return root
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--database-url", help="default: SQLite in a throw-away data dir")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also serve this git revision and measure it in turn with this tree")
+    args = parser.parse_args()
+    if args.baseline and args.database_url:
+        parser.error("--baseline needs SQLite (each tree gets its own database)")
+
+    import redis
+
+    redis.Redis.from_url(args.redis_url).flushdb()
+    roots = [("this tree", BASE_DIR)]
+    if args.baseline:
+        roots.insert(0, (f"baseline {args.baseline}", checkout(args.baseline)))
+    sites = []
     try:
-        wait_for(port)
-        token_headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-        basic = base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
-        basic_headers = {"Authorization": f"Basic {basic}"}
-
-        # One finished task to ask the status of (a burst worker runs it).
-        body = json.dumps({"CameraId": "1", "From": "2026-11-20T10:00:01Z", "To": "2026-11-20T10:00:03Z"})
-        task_id = call(port, "POST", "/createarchivetask", body, token_headers)["ArchiveTaskId"]
-        subprocess.run([*manage, "rqworker", "exports", "--burst"], cwd=BASE_DIR, env=env,
-                       check=True, capture_output=True)
-        state = call(port, "GET", f"/getarchivetaskstatus?archivetaskid={task_id}", None,
-                     token_headers)["State"]
-        status_path = f"/getarchivetaskstatus?archivetaskid={task_id}"
-
-        def create(index):
-            start = T0 + timedelta(milliseconds=index % 4000)
-            payload = {"CameraId": "1", "From": start.isoformat().replace("+00:00", "Z"),
-                       "To": (start + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")}
-            return "POST", "/createarchivetask", json.dumps(payload), token_headers
-
-        scenarios = [
-            ("create (Token)", create),
-            ("status (Token)", lambda i: ("GET", status_path, None, token_headers)),
-            ("status (Basic)", lambda i: ("GET", status_path, None, basic_headers)),
-        ]
-        print(f"gunicorn gthread 2x8 on 127.0.0.1:{port}, {args.database_url or 'SQLite'}, Redis {args.redis_url}; "
-              f"{args.rate:g} req/s for {args.seconds:g} s each; status of a {state} task")
-        print(f"{'scenario':<16} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'errors':>6} {'cpu ms':>7}")
-        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-        for name, make in scenarios:
-            # Warm-up, not measured: both gunicorn workers load their code and check the Basic
-            # password once (PBKDF2, deliberately slow; then cached for a minute).
-            run_scenario(port, args.rate, 2, make)
-            cpu_before = server_cpu_seconds(server.pid)
-            r = run_scenario(port, args.rate, args.seconds, make)
-            cpu_ms = (server_cpu_seconds(server.pid) - cpu_before) * 1000 / r["requests"]
-            print(f"{name:<16} {r['requests']:>8} {r['throughput']:>7.1f} {r['p50_ms']:>7.1f} "
-                  f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['errors']:>6} {cpu_ms:>7.2f}",
-                  flush=True)
-        print("targets: status p99 <= 20 ms, create p99 <= 50 ms, no errors")
+        for label, root in roots:
+            sites.append(start_server(root, args, label))
+        print(f"gunicorn gthread 2x8, {args.database_url or 'SQLite'}, Redis {args.redis_url}; "
+              f"{args.rate:g} req/s for {args.seconds:g} s each; status of a {sites[-1]['state']} task")
+        print(f"{'scenario':<16} {'tree':<20} {'requests':>8} {'req/s':>7} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'cpu ms':>7} {'load':>5}")
+        for index in range(3):
+            # Each scenario on every tree in turn, so they share the machine's conditions.
+            for site in sites:
+                name, make = scenarios(site)[index]
+                # Warm-up, not measured: both gunicorn workers load their code and check the
+                # Basic password once (PBKDF2, deliberately slow; then cached for a minute).
+                run_scenario(site["port"], args.rate, 2, make)
+                cpu_before = server_cpu_seconds(site["server"].pid)
+                r = run_scenario(site["port"], args.rate, args.seconds, make)
+                cpu_ms = (server_cpu_seconds(site["server"].pid) - cpu_before) * 1000 / r["requests"]
+                print(f"{name:<16} {site['label'][:20]:<20} {r['requests']:>8} "
+                      f"{r['throughput']:>7.1f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+                      f"{r['max_ms']:>7.1f} {r['errors']:>6} {cpu_ms:>7.2f} "
+                      f"{os.getloadavg()[0]:>5.1f}", flush=True)
+        print("targets: status p99 <= 20 ms, create p99 <= 50 ms, no errors; "
+              "cpu ms = gunicorn's CPU per request; load = 1-minute load average after the run")
     finally:
-        server.terminate()
-        server.wait(10)
+        for site in sites:
+            site["server"].terminate()
+            site["server"].wait(10)
+            shutil.rmtree(site["data"], ignore_errors=True)
+        if args.baseline:
+            shutil.rmtree(roots[0][1], ignore_errors=True)
         redis.Redis.from_url(args.redis_url).flushdb()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

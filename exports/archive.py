@@ -373,6 +373,9 @@ def index_camera(camera: Camera, *, recent_only: bool = False) -> IndexSummary:
     earlier names: the periodic full scan does.
     """
     began = time.monotonic()
+    # The index is as current as the moment its scan began (files that appear during the
+    # walk may be missed): that is when it says it was indexed.
+    scanned_at = timezone.now()
     summary = IndexSummary(camera_id=camera.camera_id)
     zone = camera_zone(camera)
     if camera.layout == Camera.Layout.PATTERN:
@@ -411,7 +414,10 @@ def index_camera(camera: Camera, *, recent_only: bool = False) -> IndexSummary:
     with transaction.atomic():
         _write(camera, new_rows, [known[p][3] for p in removed_paths])
         since = newest.start - timedelta(hours=1) if newest else None
-        _refresh_camera(camera, new_rows, bool(removed_paths), full=not recent_only, since=since)
+        _refresh_camera(
+            camera, new_rows, bool(removed_paths), full=not recent_only, since=since,
+            scanned_at=scanned_at,
+        )
 
     summary.segments = camera.segments.count()
     summary.first, summary.last = camera.first_recording, camera.last_recording
@@ -568,7 +574,9 @@ def _write(camera, rows: list[Segment], removed_ids: list[int]) -> None:
         )
 
 
-def _refresh_camera(camera, new_rows, removed: bool, *, full: bool, since=None) -> None:
+def _refresh_camera(
+    camera, new_rows, removed: bool, *, full: bool, since=None, scanned_at=None
+) -> None:
     """Keep the growing flag, the longest-segment bound and the coverage figures current.
 
     Only the newest file may be growing. A refresh (not `full`) clears the flag only on the
@@ -586,7 +594,7 @@ def _refresh_camera(camera, new_rows, removed: bool, *, full: bool, since=None) 
             segments.filter(id=newest.id).update(complete=not growing)
 
     fields = ["indexed_at"]
-    camera.indexed_at = timezone.now()
+    camera.indexed_at = scanned_at or timezone.now()
     longest = max((row.duration.total_seconds() for row in new_rows), default=0.0)
     if removed and full:
         longest_row = segments.aggregate(

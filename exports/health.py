@@ -7,6 +7,7 @@ disk is low.
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -68,8 +69,6 @@ def _queue() -> dict:
         answer["Redis"] = f"error: {failure}"
         return answer
     if last is not None:
-        from datetime import UTC, datetime
-
         from exports.forms import format_psim_time
 
         answer["MaintenanceLastRun"] = format_psim_time(datetime.fromtimestamp(last, UTC))
@@ -78,12 +77,20 @@ def _queue() -> dict:
 
 
 def live_workers(conn) -> int:
-    """Workers registered in Redis. rq keeps a worker's key alive while the worker runs
-    (it heartbeats at least every worker_ttl) and lets it expire when the worker dies; a
-    heartbeat can be minutes old on an idle worker, so its age is not the test."""
+    """Workers registered in Redis whose last heartbeat is recent. A worker killed outright
+    (SIGKILL) cannot unregister, and rq keeps its registration for a minute or more after its
+    last heartbeat; psimexport's workers heartbeat every few seconds (exports/worker.py), so
+    an old heartbeat means a dead worker. (Workers' clocks are assumed to be roughly right.)"""
     from rq import Worker
 
-    return sum(1 for worker in Worker.all(connection=conn) if conn.exists(worker.key))
+    from exports.worker import HEARTBEAT_STALE_SECONDS
+
+    alive_since = datetime.now(UTC) - timedelta(seconds=HEARTBEAT_STALE_SECONDS)
+    return sum(
+        1
+        for worker in Worker.all(connection=conn)
+        if worker.last_heartbeat is not None and worker.last_heartbeat >= alive_since
+    )
 
 
 def _disk() -> dict:

@@ -18,8 +18,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import threading
 import time
 import uuid
 from datetime import UTC, timedelta
@@ -34,25 +32,19 @@ from django.utils import timezone
 from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
+from exports.lease import Lease
 from exports.models import AuditEvent, ExportTask
+from exports.stall import ExportStalled, StallWatch
 
 log = logging.getLogger(__name__)
 
 State = ExportTask.State
 QUEUE_NAME = "exports"
 
-# A running job refreshes this lease; a task InProgress without one has lost its worker.
-LEASE_SECONDS = int(os.environ.get("PSIMEXPORT_JOB_LEASE_SECONDS", "30"))
-LEASE_KEY = "psimexport:lease:{}"
 # When all PSIMEXPORT_MAX_CONCURRENT slots are taken, the job runs again this much later.
 BUSY_RETRY_SECONDS = 5
 PROGRESS_INTERVAL = 0.3
 CANCEL_CHECK_INTERVAL = 0.5
-# How long a job keeps reconnecting to a database that went away before it gives up.
-DB_RETRY_SECONDS = int(os.environ.get("PSIMEXPORT_DB_RETRY_SECONDS", "120"))
-# An export that reports no progress for this long is stuck on its archive (a network mount
-# gone away): the job interrupts it and fails the task with a clear message.
-STALL_SECONDS = float(os.environ.get("PSIMEXPORT_STALL_SECONDS", "120"))
 # Job states in which rq will still run the job (anything else: the job is done or lost).
 LIVE_JOB_STATES = ("queued", "scheduled", "started", "deferred")
 
@@ -73,7 +65,7 @@ def with_db_retry(step, *args, **kwargs):
     """
     from django.db import close_old_connections
 
-    deadline = time.monotonic() + DB_RETRY_SECONDS
+    deadline = time.monotonic() + settings.PSIMEXPORT_DB_RETRY_SECONDS
     delay = 0.2
     while True:
         try:
@@ -174,7 +166,7 @@ def run_export_job(task_id: str) -> str:
     if task is None:
         return f"nothing to do ({with_db_retry(current_state, task_id) or 'task gone'})"
     with Lease(task.id, task.attempt_id):
-        execute_task(task, _output_path(task), stall_seconds=STALL_SECONDS)
+        execute_task(task, _output_path(task), stall_seconds=settings.PSIMEXPORT_STALL_SECONDS)
     return with_db_retry(current_state, task.id)
 
 
@@ -287,11 +279,16 @@ def _run_engine(task, out_path: Path, reporter):
     from exports.archive import segment_abspath, segments_covering
     from exports.media import engine as media
     from exports.source_hashes import ParallelHasher
+    from exports.tasks import human_utc
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    with_db_retry(index_newest_files, task)
     coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
     if not coverage.segments:
-        raise media.NoRecordingError("the recording of this range is no longer there")
+        raise media.NoRecordingError(
+            f"camera {task.camera.camera_id} has no recording between {human_utc(task.start)} "
+            f"and {human_utc(task.end)} (or it is no longer there)"
+        )
     sources = [
         media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
         for seg in coverage.segments
@@ -312,6 +309,21 @@ def _run_engine(task, out_path: Path, reporter):
         )
         result.source_hashes = hasher.results(keepalive=lambda: reporter.progress(1.0))
     return result
+
+
+def index_newest_files(task) -> None:
+    """Index the camera's newest files when the range reaches past its last indexed frame:
+    a range of the last seconds may have been accepted while the index lagged behind (see
+    tasks.create_export_task). In the job's thread, so the stall watch covers a hung archive."""
+    from exports.archive import ArchiveError, index_camera
+
+    last = task.camera.last_recording
+    if last is not None and task.end <= last:
+        return
+    try:
+        index_camera(task.camera, recent_only=True)
+    except ArchiveError as error:  # export what the index knows
+        log.warning("export %s: cannot refresh the index: %s", task.id, error)
 
 
 def failure_message(task, error, reporter=None) -> str | None:
@@ -494,7 +506,7 @@ def _audit(task, action, **detail) -> None:
     record_audit(task, action, **detail)
 
 
-# -- progress, cancellation and the lease -----------------------------------------------------
+# -- progress and cancellation ----------------------------------------------------------------
 
 
 class ProgressReporter:
@@ -557,109 +569,3 @@ class ProgressReporter:
         log.warning("export %s: database unavailable (%s); carrying on", self.task_id, error)
         if not connection.in_atomic_block:
             connection.close()
-
-
-class ExportStalled(Exception):
-    """Raised in the job's thread by StallWatch: the engine hangs on its input."""
-
-
-class StallWatch:
-    """Interrupts an engine that has not called back for `seconds` (blocked reading an
-    archive that hangs): a signal to the job's thread breaks the blocking system call and
-    raises ExportStalled there. Only in the main thread (where Python runs signal handlers),
-    which is where rq runs jobs."""
-
-    def __init__(self, reporter: ProgressReporter, seconds: float | None):
-        self.reporter = reporter
-        self.seconds = seconds
-        self.active = bool(seconds) and threading.current_thread() is threading.main_thread()
-        self._stop = threading.Event()
-        self._previous = None
-
-    def __enter__(self):
-        if self.active:
-            self._previous = signal.signal(signal.SIGUSR1, self._raise)
-            threading.Thread(target=self._watch, daemon=True, name="stall-watch").start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            self._stop.set()
-            signal.signal(signal.SIGUSR1, self._previous)
-
-    def _raise(self, signum, frame):
-        raise ExportStalled(f"no progress for {self.reporter.stalled:.0f} s")
-
-    def _watch(self):
-        main = threading.main_thread().ident
-        while not self._stop.wait(min(1.0, self.seconds / 4)):
-            quiet = time.monotonic() - self.reporter.called_at
-            if quiet >= self.seconds:
-                self.reporter.stalled = quiet
-                signal.pthread_kill(main, signal.SIGUSR1)
-                self.reporter.called_at = time.monotonic()  # again later if it did not stop
-
-
-LEASE_RENEW = """
-local current = redis.call('get', KEYS[1])
-if current == false or current == ARGV[1] then
-    redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
-    return 1
-end
-return 0
-"""
-
-
-class Lease:
-    """A Redis key with a short TTL, holding the attempt id, that a background thread keeps
-    alive while the job runs.
-
-    If the worker dies (SIGKILL, reboot) the key expires and maintenance re-queues the task.
-    A renewal never takes over a key that names another attempt; one lost to a Redis restart
-    or flush is written again.
-    """
-
-    def __init__(self, task_id, attempt_id=None):
-        self.key = LEASE_KEY.format(task_id)
-        self.value = str(attempt_id or os.getpid())
-        self.connection = get_queue().connection
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True, name=f"lease-{task_id}")
-
-    def __enter__(self):
-        try:
-            self.connection.set(self.key, self.value, ex=LEASE_SECONDS)
-        except redis.RedisError as error:  # the renewal thread tries again
-            log.warning("cannot take lease %s: %s", self.key, error)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        try:
-            if self.connection.get(self.key) == self.value.encode():
-                self.connection.delete(self.key)
-        except redis.RedisError:
-            pass
-
-    def _renew(self):
-        while not self._stop.wait(max(1.0, LEASE_SECONDS / 3)):
-            try:
-                self.connection.eval(LEASE_RENEW, 1, self.key, self.value, LEASE_SECONDS)
-            except redis.RedisError as error:
-                log.warning("cannot renew lease %s: %s", self.key, error)
-
-
-def lease_holder(task_id, conn=None) -> str | None:
-    """The attempt id (or pid) that holds the task's lease, None when nobody does."""
-    conn = conn or get_queue().connection
-    value = conn.get(LEASE_KEY.format(task_id))
-    return value.decode() if value is not None else None
-
-
-def lease_is_alive(task_id, conn=None, attempt_id=None) -> bool:
-    holder = lease_holder(task_id, conn)
-    if holder is None:
-        return False
-    return attempt_id is None or holder == str(attempt_id)

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 from rq.job import Job
 
-from exports import jobs
+from exports import jobs, lease
 from exports.models import AuditEvent, ExportTask
 from exports.tasks import record_audit, remove_task_files
 
@@ -205,16 +205,16 @@ def recover_stuck_tasks(now=None) -> int:
     first (the task is Ready, nothing happens here) or cannot publish any more.
     """
     now = now or timezone.now()
-    grace = now - timedelta(seconds=jobs.LEASE_SECONDS)
+    grace = now - timedelta(seconds=settings.PSIMEXPORT_JOB_LEASE_SECONDS)
     stuck = ExportTask.objects.filter(state=State.IN_PROGRESS, started_at__lt=grace)
     conn = jobs.get_queue().connection
     recovered = 0
     for task_id, attempt_id in stuck.values_list("id", "attempt_id"):
-        if jobs.lease_is_alive(task_id, conn, attempt_id):
+        if lease.lease_is_alive(task_id, conn, attempt_id):
             continue
         with transaction.atomic():
             task = _locked(task_id, state=State.IN_PROGRESS, attempt_id=attempt_id)
-            if task is None or jobs.lease_is_alive(task_id, conn, attempt_id):
+            if task is None or lease.lease_is_alive(task_id, conn, attempt_id):
                 continue
             requeue = task.attempts < MAX_ATTEMPTS and task.source != ExportTask.Source.COMMAND
             remove_task_files(task)

@@ -123,18 +123,26 @@ def create_export_task(
     case = CaseData(**(case or {}))
     if case.keep:
         check_keep_permission(user)
+    at_front = None  # (exports.jobs decides)
     if source != ExportTask.Source.COMMAND:
-        check_queue_quota(user)
+        # The quota's count also says whether this is the user's only active task, which
+        # goes to the front of the queue (one query fewer per create).
+        at_front = check_queue_quota(user) == 0
     # Refresh the index only when the range reaches past what it knows (the newest minute of
     # a recorder); maintenance re-indexes everything every minute anyway.
+    index_behind = False
     if end is None or camera.last_recording is None or end > camera.last_recording:
-        refresh_recent_segments(camera)
+        index_behind = not refresh_recent_segments(camera)
     requested_end = end
     if end is None:
         end = last_recorded_frame(camera)
+        if index_behind and end is not None and end >= unindexed_after(camera):
+            # Still recording, and the index could not catch up in time: up to now (the
+            # job indexes the newest files before it exports).
+            end = max(end, timezone.now())
         if end is None or end <= start:
             raise TaskRefused(
-                f"camera {camera.camera_id} has no recording after {_human(start)}", 404
+                f"camera {camera.camera_id} has no recording after {human_utc(start)}", 404
             )
     if end - start > timedelta(hours=settings.PSIMEXPORT_MAX_RANGE_HOURS):
         raise TaskRefused(
@@ -142,10 +150,14 @@ def create_export_task(
             "export may cover; give a To or split it into several tasks",
             400,
         )
-    if not has_recording(camera, start, end):
+    # While the index lags, a range past what it has seen is accepted: the job indexes the
+    # newest files first and fails with "no recording" if there is none.
+    if not has_recording(camera, start, end) and not (
+        index_behind and end > unindexed_after(camera)
+    ):
         raise TaskRefused(
-            f"camera {camera.camera_id} has no recording between {_human(start)} and "
-            f"{_human(end)}",
+            f"camera {camera.camera_id} has no recording between {human_utc(start)} and "
+            f"{human_utc(end)}",
             404,
         )
     check_disk_space()
@@ -163,17 +175,18 @@ def create_export_task(
         remote_addr=remote_addr or None,
         **case.task_fields(user),
     )
-    return _save_and_enqueue(task, user, remote_addr)
+    return _save_and_enqueue(task, user, remote_addr, at_front)
 
 
 # The newest files of a growing camera are probed within this budget, off the request thread.
 REFRESH_BUDGET_SECONDS = 1.0
 
 
-def refresh_recent_segments(camera) -> None:
+def refresh_recent_segments(camera) -> bool:
     """Index the camera's newest files, waiting at most REFRESH_BUDGET_SECONDS; one refresh
-    per camera at a time. A slow or hung archive leaves the index as it was (maintenance and
-    the export job look again)."""
+    per camera at a time. Returns False when it did not finish in time: a slow or hung
+    archive leaves the index as it was, lagging behind (the export job looks again). An
+    archive that cannot be read at all leaves it as it was, too, but not lagging."""
     from exports import timebox
     from exports.archive import ArchiveError, index_camera
 
@@ -185,18 +198,43 @@ def refresh_recent_segments(camera) -> None:
             refresh()
         else:
             timebox.within_budget(f"index-{camera.pk}", refresh, REFRESH_BUDGET_SECONDS)
-    except (ArchiveError, timebox.NotDone) as error:  # export what the index already knows
+    except timebox.NotDone as late:
+        log.warning("camera %s: index not refreshed in time: %s", camera.camera_id, late)
+        return False
+    except ArchiveError as error:  # export what the index already knows
         log.warning("camera %s: cannot refresh the index: %s", camera.camera_id, error)
+    return True
 
 
-def _save_and_enqueue(task, user, remote_addr) -> ExportTask:
+def unindexed_after(camera) -> datetime:
+    """The instant after which the camera's index may lack footage its archive holds.
+
+    The index saw the archive as it was when its last scan began, less one segment (a
+    recorder may write a file only once it is complete, so a file appearing after the scan
+    may hold up to one segment of older footage); if the camera was still recording then
+    (its newest file growing), everything after its last indexed frame.
+    """
+    from exports.archive import last_recorded_frame
+
+    seen = Camera.objects.filter(pk=camera.pk).values_list("indexed_at", "max_segment_seconds")
+    indexed_at, longest = seen.first() or (None, 0.0)
+    if indexed_at is None:
+        return datetime.min.replace(tzinfo=UTC)
+    after = indexed_at - timedelta(seconds=longest)
+    newest = Segment.objects.filter(camera=camera).order_by("-start")
+    if newest.values_list("complete", flat=True).first() is False:
+        after = min(after, last_recorded_frame(camera) or after)
+    return after
+
+
+def _save_and_enqueue(task, user, remote_addr, at_front=None) -> ExportTask:
     from exports import jobs
 
     outcome = {}
 
     def enqueue():
         try:
-            jobs.enqueue_export(task)
+            jobs.enqueue_export(task, at_front=at_front)
         except jobs.QueueUnavailable as error:
             outcome["error"] = error
             mark_queue_unavailable(task)
@@ -253,10 +291,11 @@ def sqlite_write_turn():
             fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def check_queue_quota(user) -> None:
-    """TaskRefused(429) when this caller already has PSIMEXPORT_MAX_QUEUED_PER_USER tasks queued
-    or running. Anonymous API callers share one quota. A count, not a lock: two creates at the
-    same instant may both pass, so the limit can be exceeded by the number of racing requests.
+def check_queue_quota(user) -> int:
+    """How many tasks this caller has queued or running; TaskRefused(429) when that is
+    PSIMEXPORT_MAX_QUEUED_PER_USER already. Anonymous API callers share one quota. A count,
+    not a lock: two creates at the same instant may both pass, so the limit can be exceeded by
+    the number of racing requests.
     """
     limit = settings.PSIMEXPORT_MAX_QUEUED_PER_USER
     active = ExportTask.objects.filter(state__in=ExportTask.ACTIVE_STATES)
@@ -264,12 +303,14 @@ def check_queue_quota(user) -> None:
         active = active.filter(requested_by=user)
     else:
         active = active.filter(requested_by__isnull=True, source=ExportTask.Source.API)
-    if active.order_by()[:limit].count() >= limit:
+    count = active.order_by()[:limit].count()
+    if count >= limit:
         raise TaskRefused(
             f"you already have {limit} exports queued or running "
             "(PSIMEXPORT_MAX_QUEUED_PER_USER); wait for some to finish or cancel them",
             429,
         )
+    return count
 
 
 def has_recording(camera, start, end) -> bool:
@@ -289,7 +330,8 @@ def mark_queue_unavailable(task) -> None:
     record_audit(task, Action.FAIL, error=QUEUE_UNAVAILABLE)
 
 
-def _human(moment: datetime) -> str:
+def human_utc(moment: datetime) -> str:
+    """A time as error messages say it: 2026-11-20 10:00:13 UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -9,18 +9,22 @@ Credentials that are already known good (a valid token, a cached Basic credentia
 refused, so a flood from a shared address does not lock out working clients.
 
 The counters live in Redis, shared by every web process. When Redis cannot be reached the
-limiter keeps counting in this process instead (per process, so with N gunicorn workers an
-attacker gets up to N times the limit) and tries Redis again after a few seconds: a Redis
-outage neither opens the door nor locks everybody out.
+limiter counts the failures of the last minute kept in the database instead (every counted
+failure is written there for the admin anyway), so the limit still holds across all web
+processes, and it tries Redis again after a few seconds: a Redis outage neither opens the
+door nor locks everybody out. Should the database fail too, this process counts on its own.
 """
 
 import hashlib
 import logging
 import threading
 import time
+from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,37 @@ def _keys(username: str | None, address: str | None) -> list[str]:
     return keys
 
 
+class _DatabaseCounters:
+    """The fallback while Redis is unreachable: the failures of the last minute (a sliding
+    window) as kept in LoginFailure, shared by every process."""
+
+    def waits(self, username, address, limit) -> list[int]:
+        """Seconds until each of the user name and address that reached the limit may try
+        again: until the limit-th newest failure leaves the window."""
+        waits = []
+        for recent in self._recent(username, address):
+            oldest_counted = recent.order_by("-at").values_list("at", flat=True)[limit - 1 : limit]
+            for at in oldest_counted:
+                left = at.timestamp() + WINDOW_SECONDS - timezone.now().timestamp()
+                waits.append(max(1, int(left) + 1))
+        return waits
+
+    def counts(self, username, address) -> list[int]:
+        return [recent.count() for recent in self._recent(username, address)]
+
+    def _recent(self, username, address):
+        from exports.models import LoginFailure
+
+        since = timezone.now() - timedelta(seconds=WINDOW_SECONDS)
+        recent = LoginFailure.objects.filter(at__gt=since)
+        if username:
+            yield recent.filter(username=username[:150])
+        if address:
+            yield recent.filter(remote_addr=address)
+
+
 class _LocalCounters:
-    """The fallback while Redis is unreachable: the same fixed windows, in this process."""
+    """The last fallback (Redis and the database unreachable): fixed windows, in this process."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -86,6 +119,7 @@ class _LocalCounters:
 
 class LoginLimiter:
     def __init__(self):
+        self.shared = _DatabaseCounters()
         self.local = _LocalCounters()
         self._clients: dict[str, redis.Redis] = {}
         self._redis_down_until = 0.0
@@ -115,6 +149,11 @@ class LoginLimiter:
                 return max(waits) if waits else None
             except redis.RedisError as error:
                 self._redis_failed(error)
+        try:
+            waits = self.shared.waits(username, address, self.limit)
+            return max(waits) if waits else None
+        except DatabaseError as error:
+            log.warning("login limits: database unreachable too (%s); counting here", error)
         now = time.monotonic()
         waits = [
             max(1, int(ends - now) + 1)
@@ -139,7 +178,10 @@ class LoginLimiter:
                 return any(int(count) == self.limit for count in counts)
             except redis.RedisError as error:
                 self._redis_failed(error)
-        return any(count == self.limit for count, _ in self.local.add(keys))
+        try:  # this failure's row is written next (record_failure)
+            return any(count + 1 == self.limit for count in self.shared.counts(username, address))
+        except DatabaseError:
+            return any(count == self.limit for count, _ in self.local.add(keys))
 
     def _redis(self):
         if time.monotonic() < self._redis_down_until:
@@ -154,7 +196,7 @@ class LoginLimiter:
 
     def _redis_failed(self, error) -> None:
         if time.monotonic() >= self._redis_down_until:
-            log.warning("login limits: Redis unreachable (%s); counting in this process", error)
+            log.warning("login limits: Redis unreachable (%s); counting in the database", error)
         self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
 
 

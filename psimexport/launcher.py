@@ -176,7 +176,7 @@ def main() -> int:
     manage("demo_archive", "--auto", env=env)
 
     redis = None
-    if not os.environ.get("REDIS_URL"):
+    if settings.START_EMBEDDED_REDIS:
         from psimexport.embedded_redis import EmbeddedRedis
 
         redis = EmbeddedRedis(settings.DATA_DIR / "redis")

@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from psimexport.env import (
     envbool,
     envchoice,
+    envfloat,
     envint,
     envlist,
     envsecret,
@@ -129,7 +130,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 # Redis and the job queue. `make run` starts an embedded Redis and sets REDIS_URL when unset.
-REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
+START_EMBEDDED_REDIS = not envstr("REDIS_URL")
+REDIS_URL = envstr("REDIS_URL") or "redis://127.0.0.1:6379/0"
 RQ_QUEUES = {
     # Housekeeping has its own queue, which every worker serves first (see exports/worker.py).
     "maintenance": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
@@ -154,6 +156,14 @@ PSIMEXPORT_MAX_QUEUED_PER_USER = envint("PSIMEXPORT_MAX_QUEUED_PER_USER", 100, m
 PSIMEXPORT_LOGIN_FAILURES_PER_MINUTE = envint(
     "PSIMEXPORT_LOGIN_FAILURES_PER_MINUTE", 10, minimum=1
 )
+# A running export keeps a lease in Redis this long (renewed a few times within it); a task
+# InProgress without one has lost its worker and maintenance re-queues it.
+PSIMEXPORT_JOB_LEASE_SECONDS = envint("PSIMEXPORT_JOB_LEASE_SECONDS", 30, minimum=1)
+# How long a job keeps reconnecting to a database that went away before it gives up.
+PSIMEXPORT_DB_RETRY_SECONDS = envint("PSIMEXPORT_DB_RETRY_SECONDS", 120, minimum=0)
+# An export that reports no progress for this long is stuck on its archive (a network mount
+# gone away): the job interrupts it and fails the task with a clear message.
+PSIMEXPORT_STALL_SECONDS = envfloat("PSIMEXPORT_STALL_SECONDS", 120.0, minimum=1)
 # Live H.264 proxy encodes of the review page at once, across all server processes.
 PSIMEXPORT_PROXY_SLOTS = envint("PSIMEXPORT_PROXY_SLOTS", 2, minimum=1)
 PSIMEXPORT_ALLOW_ANONYMOUS = envbool("PSIMEXPORT_ALLOW_ANONYMOUS", False)
@@ -161,6 +171,10 @@ PSIMEXPORT_TRUST_PROXY = envbool("PSIMEXPORT_TRUST_PROXY", False)
 PSIMEXPORT_DEMO = envbool("PSIMEXPORT_DEMO", True)
 # The Ed25519 key that signs export manifests (PEM); unset: generated once into the data dir.
 PSIMEXPORT_SIGNING_KEY_FILE = envstr("PSIMEXPORT_SIGNING_KEY_FILE").strip()
+# The superuser `make run` creates if absent (manage.py ensure_superuser).
+DJANGO_SUPERUSER_USERNAME = envstr("DJANGO_SUPERUSER_USERNAME")
+DJANGO_SUPERUSER_PASSWORD = envsecret("DJANGO_SUPERUSER_PASSWORD")
+DJANGO_SUPERUSER_EMAIL = envstr("DJANGO_SUPERUSER_EMAIL")
 if PSIMEXPORT_TRUST_PROXY:
     USE_X_FORWARDED_HOST = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

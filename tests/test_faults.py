@@ -122,7 +122,7 @@ class Rig:
 
 @pytest.fixture
 def rig_factory(settings, tmp_path, monkeypatch):
-    monkeypatch.setattr(jobs, "LEASE_SECONDS", LEASE)
+    settings.PSIMEXPORT_JOB_LEASE_SECONDS = LEASE
     rigs = []
 
     def make(pause_at: int = 50, **env) -> Rig:

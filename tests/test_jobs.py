@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 from rq import Queue
 
-from exports import jobs, maintenance
+from exports import jobs, lease, maintenance
 from exports.models import AuditEvent, ExportTask
 from tests import api_support
 from tests.api_support import T0, psim, run_worker
@@ -281,7 +281,7 @@ def paused_pid(gate: Path, worker, seconds: float = 120) -> int:
 def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, tmp_path, monkeypatch):
     worker_data, gate = tmp_path / "worker-data", tmp_path / "gate"
     settings.EXPORTS_DIR = worker_data / "exports"
-    monkeypatch.setattr(jobs, "LEASE_SECONDS", 2)
+    settings.PSIMEXPORT_JOB_LEASE_SECONDS = 2
     task_id = alice.create(**WHOLE).json()["ArchiveTaskId"]
     env = worker_env(worker_data, gate, PSIMEXPORT_JOB_LEASE_SECONDS="2")
     worker = start_worker("simple", env)
@@ -297,7 +297,7 @@ def test_worker_killed_mid_export_is_recovered(alice, exports_queue, settings, t
     # this short, the finished file the run never recorded); recovery must remove it.
     left = (worker_data / "exports" / task_id).rglob("*")
     assert any(path.is_file() for path in left)
-    wait_until(lambda: not jobs.lease_is_alive(task_id), 30, "the lease to lapse")
+    wait_until(lambda: not lease.lease_is_alive(task_id), 30, "the lease to lapse")
     assert maintenance.recover_stuck_tasks() == 1
     task = ExportTask.objects.get(id=task_id)
     assert task.state == "Created" and task.attempts == 1 and task.attempt_id is None
@@ -414,7 +414,7 @@ def test_recovery_rechecks_under_a_lock_so_a_run_finishing_meanwhile_keeps_its_f
     task = create(alice, django_capture_on_commit_callbacks)
     run = claim(task)
     ExportTask.objects.filter(id=task.id).update(started_at=timezone.now() - timedelta(minutes=10))
-    checked = jobs.lease_is_alive
+    checked = lease.lease_is_alive
 
     def run_finishes_right_after_the_lease_check(*args, **kwargs):
         answer = checked(*args, **kwargs)
@@ -422,7 +422,7 @@ def test_recovery_rechecks_under_a_lock_so_a_run_finishing_meanwhile_keeps_its_f
             assert jobs.execute_task(run, jobs._output_path(run)) is not None
         return answer
 
-    monkeypatch.setattr(jobs, "lease_is_alive", run_finishes_right_after_the_lease_check)
+    monkeypatch.setattr(lease, "lease_is_alive", run_finishes_right_after_the_lease_check)
     maintenance.recover_stuck_tasks()
     row = ExportTask.objects.get(id=task.id)
     assert row.state == "ReadyForDownload"
@@ -489,17 +489,17 @@ def test_maintenance_has_its_own_queue_served_first_and_is_rearmed_when_a_worker
         worker.teardown()  # also stops its pub/sub listener thread
 
 
-def test_healthz_counts_idle_workers_and_says_when_maintenance_is_late(
+def test_healthz_counts_workers_with_a_recent_heartbeat_and_says_when_maintenance_is_late(
     client, redis_conn, exports_queue
 ):
     from rq import Worker
 
+    from exports.worker import HEARTBEAT_STALE_SECONDS
+
     body = client.get("/healthz").json()
     assert (body["Workers"], body["MaintenanceLastRun"], body["Status"]) == (0, None, "degraded")
-    idle = Worker([exports_queue], connection=exports_queue.connection)
-    idle.register_birth()
-    # An idle worker heartbeats only between two waits for a job (minutes apart).
-    idle.connection.hset(idle.key, "last_heartbeat", "2000-01-01T00:00:00.000000Z")
+    worker = Worker([exports_queue], connection=exports_queue.connection)
+    worker.register_birth()
     maintenance.run_maintenance(reschedule=False, reindex=False)
     body = client.get("/healthz").json()
     assert body["Workers"] == 1 and body["Maintenance"] == "ok"
@@ -507,7 +507,48 @@ def test_healthz_counts_idle_workers_and_says_when_maintenance_is_late(
     redis_conn.set(maintenance.LAST_RUN_KEY, f"{time.time() - 181:.3f}")
     body = client.get("/healthz").json()
     assert (body["Maintenance"], body["Status"]) == ("late", "degraded")
-    idle.register_death()
+    # Still registered, but silent for longer than a live worker ever is: dead.
+    stale = timezone.now() - timedelta(seconds=HEARTBEAT_STALE_SECONDS + 1)
+    worker.connection.hset(worker.key, "last_heartbeat", stale.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    assert client.get("/healthz").json()["Workers"] == 0
+    worker.register_death()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_stops_counting_a_worker_killed_with_sigkill_while_rq_still_lists_it(
+    client, redis_conn, exports_queue, tmp_path
+):
+    """Two real workers; one is killed outright and cannot unregister. rq keeps listing it
+    (here for good: its registration is made permanent, as rq's TTL could be long), but its
+    heartbeats stop, and /healthz counts only the live one. The live one, idle, keeps
+    heartbeating."""
+    from rq import Worker
+
+    def workers() -> int:
+        return client.get("/healthz").json()["Workers"]
+
+    env = worker_env(tmp_path / "worker-data", tmp_path / "gate")
+    doomed, survivor = start_worker("serve", env), start_worker("serve", env)
+    try:
+        wait_until(lambda: workers() == 2, 120, "both workers to be counted")
+        registered = {w.pid: w for w in Worker.all(connection=redis_conn)}
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(30)
+        redis_conn.persist(registered[doomed.pid].key)
+        wait_until(lambda: workers() == 1, 120, "the killed worker to drop out", poll=0.5)
+        assert {w.pid for w in Worker.all(connection=redis_conn)} == {doomed.pid, survivor.pid}
+        alive = registered[survivor.pid]
+        beat = alive.last_heartbeat
+        wait_until(
+            lambda: alive.refresh() or alive.last_heartbeat > beat, 120,
+            "the idle worker's next heartbeat", poll=0.5,
+        )
+        assert workers() == 1
+    finally:
+        for worker in (doomed, survivor):
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(60)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -160,3 +160,47 @@ def test_sixteen_threads_of_wrong_passwords_cost_few_hashes_and_tokens_keep_work
     assert counting_hasher.checked <= 10 + 16
     assert codes.count(429) >= 96 - (10 + 16)
     assert statuses and set(statuses) == {200}
+
+
+OTHER_PROCESS = """
+import os, sys, django
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psimexport.settings")
+django.setup()
+from django.test import Client
+for attempt in range(10):
+    answer = Client(HTTP_HOST="127.0.0.1").get(
+        "/getcameras", HTTP_AUTHORIZATION=f"Token other-guess-{attempt}"
+    )
+    assert answer.status_code == 401, answer.status_code
+print(Client(HTTP_HOST="127.0.0.1").get("/getcameras", HTTP_AUTHORIZATION="Token again").status_code)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_down_the_limit_holds_across_web_processes(users, tokens, limits, settings):
+    """Another web process (a real one) spends the address's ten failures while Redis is
+    down; this process then refuses the next guess from that address at once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_jobs import _database_url
+
+    down = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.REDIS_URL = down
+    env = {
+        **os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": down,
+        "PSIMEXPORT_DATA": str(Path(settings.DATA_DIR)), "PSIMEXPORT_LOGIN_FAILURES_PER_MINUTE": "10",
+    }
+    other = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS], cwd=Path(__file__).resolve().parent.parent,
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert other.stdout.split()[-1] == "429"  # it reached the limit itself
+    response = token_client("guess-here").get("/getcameras", REMOTE_ADDR="127.0.0.1")
+    assert response.status_code == 429 and int(response["Retry-After"]) >= 1
+    assert token_client(tokens["alice"]).get("/getcameras").status_code == 200
+    assert LoginFailure.objects.filter(remote_addr="127.0.0.1").count() == 10

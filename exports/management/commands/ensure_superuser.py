@@ -1,6 +1,6 @@
-import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -15,17 +15,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         users = get_user_model()
-        username = os.environ.get("DJANGO_SUPERUSER_USERNAME")
+        username = settings.DJANGO_SUPERUSER_USERNAME
         if username:
             if users.objects.filter(username=username).exists():
                 self.stdout.write(f"User name: {username} (password unchanged)")
                 return
-            password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+            password = settings.DJANGO_SUPERUSER_PASSWORD
             if not password:
                 self._create_with_generated_password(users, username)
                 return
             users.objects.create_superuser(
-                username, os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password
+                username, settings.DJANGO_SUPERUSER_EMAIL, password
             )
             self.stdout.write(
                 f"User name: {username} (created; password from DJANGO_SUPERUSER_PASSWORD)"
@@ -43,7 +43,7 @@ class Command(BaseCommand):
     def _create_with_generated_password(self, users, username):
         password = secrets.token_urlsafe(12)
         users.objects.create_superuser(
-            username, os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password
+            username, settings.DJANGO_SUPERUSER_EMAIL, password
         )
         self.stdout.write(f"User name: {username} (created now)")
         self.stdout.write(f"Password:  {password} (shown once; change it in the admin)")

@@ -13,6 +13,7 @@ from django.utils import timezone
 from exports import jobs
 from exports.archive import ArchiveError, index_camera, last_recorded_frame
 from exports.forms import EXPORT_FORMATS, parse_psim_time
+from exports.lease import Lease
 from exports.models import AuditEvent, Camera, ExportTask
 from exports.tasks import record_audit
 
@@ -51,7 +52,7 @@ class Command(BaseCommand):
         began = time.monotonic()
         try:
             # The lease tells maintenance this task is not stuck while the command runs.
-            with jobs.Lease(task.id, task.attempt_id):
+            with Lease(task.id, task.attempt_id):
                 result = jobs.execute_task(
                     task, out_path, self._progress_bar(), keep_in_exports=False
                 )
