@@ -15,7 +15,7 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from exports import auth, signing, tasks, throttle
-from exports.download import DownloadUnavailable, file_response
+from exports.download import DownloadUnavailable, file_response, part_number
 from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
 from exports.models import AuditEvent, ExportTask
 
@@ -179,7 +179,10 @@ def _task_for(request, raw_id, *, missing_message: str):
 
 # -- endpoints --------------------------------------------------------------------------------
 
-_CREATE_FIELDS = {"cameraid": "camera", "from": "start", "to": "end", "format": "format"}
+_CREATE_FIELDS = {
+    "cameraid": "camera", "from": "start", "to": "end", "format": "format",
+    "maxfilesize": "max_file_size",
+}
 
 
 @api_endpoint(methods=("POST",))
@@ -197,6 +200,7 @@ def create_archive_task(request):
             start=cleaned["start"],
             end=cleaned["end"],
             fmt=cleaned["format"],
+            max_file_size=cleaned.get("max_file_size"),
             user=request.api_user,
             source=ExportTask.Source.API,
             remote_addr=auth.client_addr(request),
@@ -256,15 +260,19 @@ def delete_archive_task(request):
 @api_endpoint(methods=("GET",), authenticate=False)
 def download(request):
     raw_id = query_param(request, "file")
+    try:
+        part = part_number(query_param(request, "part"))
+    except DownloadUnavailable as unavailable:
+        raise ApiError(unavailable.message, unavailable.status) from None
     if query_param(request, "signature") is not None:
-        task = _task_by_signed_link(request, raw_id)
+        task = _task_by_signed_link(request, raw_id, part)
         user = None
     else:
         request.api_user = auth.authenticate_api_request(request)
         task = _task_for(request, raw_id, missing_message="file is required: /download?file=<id>")
         user = request.api_user
     try:
-        response = file_response(request, task)
+        response = file_response(request, task, part)
     except DownloadUnavailable as unavailable:
         raise ApiError(
             unavailable.message, unavailable.status,
@@ -279,6 +287,7 @@ def download(request):
             task, AuditEvent.Action.DOWNLOAD, user, auth.client_addr(request),
             via="signed link" if user is None else "credentials",
             range=request.META.get("HTTP_RANGE", ""),
+            **({"part": part} if part != 1 else {}),
         )
     return response
 
@@ -289,7 +298,7 @@ def _starts_at_zero(request) -> bool:
     return not header or header.startswith("bytes=0-")
 
 
-def _task_by_signed_link(request, raw_id):
+def _task_by_signed_link(request, raw_id, part: int = 1):
     invalid = ApiError(
         "the download link has expired or is invalid: ask /getarchivetaskstatus for a "
         "fresh Url, or download with credentials",
@@ -302,7 +311,7 @@ def _task_by_signed_link(request, raw_id):
     # Task rows are never deleted (chain of custody), so an unknown id is a forged link.
     task = ExportTask.objects.select_related("camera").filter(id=task_id).first()
     if task is None or not signing.link_is_valid(
-        task, query_param(request, "expires"), query_param(request, "signature")
+        task, query_param(request, "expires"), query_param(request, "signature"), part=part
     ):
         raise invalid
     return task

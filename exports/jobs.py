@@ -34,6 +34,7 @@ from django.utils import timezone
 from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
+from exports import parts
 from exports.models import AuditEvent, ExportTask
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def execute_task(
     `stall_seconds`, an engine that reports nothing for that long is interrupted.
     """
     reporter = ProgressReporter(task, on_progress)
-    out_path = Path(out_path)
+    out_path = parts.first_part_path(task, Path(out_path))
     try:
         with StallWatch(reporter, stall_seconds):
             result = _run_engine(task, out_path, reporter)
@@ -287,6 +288,8 @@ def _run_engine(task, out_path: Path, reporter):
     from exports.archive import segment_abspath, segments_covering
     from exports.media import engine as media
 
+    if parts.wanted(task):  # MaxFileSize, or longer than one part: one file per part
+        return parts.export_in_parts(task, out_path, reporter)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
     if not coverage.segments:
@@ -343,7 +346,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
     """Mark the task ready and publish its file, atomically and only if this run is still
     the task's current attempt. Returns whether it did."""
     size = out_path.stat().st_size
-    digest = _sha256(out_path)
+    digest = sha256_of(out_path)
     now = timezone.now()
     final = Path(settings.EXPORTS_DIR) / str(task.id) / out_path.name
     details = result.to_dict() if hasattr(result, "to_dict") else {}
@@ -363,6 +366,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
         if keep_in_exports else None,
         error_message=_skipped_warning(result),
     )
+    fields.update(parts.finish_fields(result))
 
     def publish() -> bool:
         # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until the rename is
@@ -373,6 +377,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
                 return False
             if keep_in_exports and (out_path.exists() or not final.is_file()):
                 os.replace(out_path, final)  # (already there if a first commit was lost)
+                parts.publish(result, out_path.parent, final.parent)
             _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest,
                    technique=fields["technique"])
             return True
@@ -425,7 +430,7 @@ def _discard(out_path: Path, keep_in_exports: bool) -> None:
         out_path.unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):

@@ -221,6 +221,11 @@ class ExportTask(models.Model):
     case_name = models.CharField("case name", max_length=200, blank=True)
     case_comment = models.TextField("comment", max_length=2000, blank=True)
     keep = models.BooleanField("legal hold", default=False)
+    # Export options (issue 13). `max_file_size` (API `MaxFileSize`): the export is split into
+    # parts no larger than this. `parts`: one entry per file of a task exported in parts
+    # (exports/parts.py); the first is also `output_path`, what `Url` downloads.
+    max_file_size = models.BigIntegerField("max file size", null=True, blank=True)
+    parts = models.JSONField(default=list, blank=True)
 
     objects = ExportTaskQuerySet.as_manager()
 

@@ -109,7 +109,7 @@ def record_audit(task, action, user=None, remote_addr=None, **detail) -> AuditEv
 
 
 def create_export_task(
-    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None
+    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, max_file_size=None
 ) -> ExportTask:
     """Resolve the range, check recording and disk, save the task and queue its job.
 
@@ -154,6 +154,7 @@ def create_export_task(
         start=start,
         end=end,
         format=fmt,
+        max_file_size=max_file_size,
         source=source,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
         remote_addr=remote_addr or None,
@@ -387,7 +388,7 @@ def retry_task(task, user=None, remote_addr=None) -> ExportTask:
     changed = ExportTask.objects.filter(id=task.id, state=task.state).update(
         state=State.CREATED, percents=0, error_message="", started_at=None, finished_at=None,
         attempts=0, output_path="", size=None, sha256="", technique="", gaps=[], details={},
-        expires_at=None,
+        expires_at=None, parts=[],
     )
     task.refresh_from_db()
     if not changed:
@@ -410,15 +411,16 @@ LINK_STEP_SECONDS = 300
 LINK_LIFETIME_SECONDS = 3600
 
 
-def signed_download_url(task, request) -> str | None:
-    """Absolute link that works without credentials until `expires`; None until ready."""
+def signed_download_url(task, request, part: int = 1) -> str | None:
+    """Absolute link to the file (or one part of it) that works without credentials until
+    `expires`; None until ready."""
     if task.state != State.READY or not task.output_path:
         return None
     now = int(time.time())
     expires = now - now % LINK_STEP_SECONDS + LINK_LIFETIME_SECONDS + LINK_STEP_SECONDS
     if task.expires_at is not None:
         expires = min(expires, int(task.expires_at.timestamp()))
-    query = signing.signed_query(task, expires)
+    query = signing.signed_query(task, expires, part)
     return request.build_absolute_uri(reverse("api-download") + "?" + query)
 
 
@@ -455,7 +457,7 @@ def task_status_dict(task, request) -> dict:
     """The PSIM status JSON of a task."""
     from exports.forms import format_psim_time
 
-    return {
+    status = {
         "Percents": reported_percents(task),
         "Url": signed_download_url(task, request),
         "CameraId": task.camera.camera_id,
@@ -465,3 +467,22 @@ def task_status_dict(task, request) -> dict:
         "ErrorMessage": public_error_message(task) or None,
         "State": task.state,
     }
+    if task.max_file_size or task.parts:  # only for tasks that asked for, or got, parts
+        status["Parts"] = status_parts(task, request)
+    return status
+
+
+def status_parts(task, request) -> list[dict]:
+    """`Parts`: each file of a task exported in parts, the first being `Url`'s; empty until
+    the task is ready."""
+    if task.state != State.READY:
+        return []
+    return [
+        {
+            "Url": signed_download_url(task, request, number),
+            "From": part["from"],
+            "To": part["to"],
+            "Bytes": part["bytes"],
+        }
+        for number, part in enumerate(task.parts or [], start=1)
+    ]

@@ -460,8 +460,20 @@ def task_detail(request, task_id):
         "next_url": request.get_full_path(),
         "retryable": tasks.RETRYABLE_STATES,
         "local_start": to_local_input(task.start, user_zone(request.user)),
+        "parts": _parts_for_display(task.parts),
     }
     return render_page(request, "exports/task_detail.html", context, nav="tasks")
+
+
+def _parts_for_display(parts):
+    """The task's parts (exports/parts.py) with their ranges as datetimes."""
+    from exports.forms import parse_psim_time
+
+    return [
+        {**part, "number": number, "start": parse_psim_time(part["from"]),
+         "end": parse_psim_time(part["to"])}
+        for number, part in enumerate(parts or [], start=1)
+    ]
 
 
 def _gaps_for_display(gaps):
@@ -526,7 +538,8 @@ def task_download(request, task_id):
     """The file, through the API's download code (Range, ETag) but behind the page login."""
     task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
     try:
-        response = download.file_response(request, task)
+        part = download.part_number(request.GET.get("part"))
+        response = download.file_response(request, task, part)
     except download.DownloadUnavailable as unavailable:
         return render_page(
             request, "exports/unavailable.html", {"task": task, "message": unavailable.message},
@@ -534,8 +547,28 @@ def task_download(request, task_id):
         )
     # A <video> asks for many ranges; only a request from the first byte is a download.
     if response.status_code in (200, 206) and request.method == "GET" and _from_first_byte(request):
-        tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request))
+        tasks.record_audit(
+            task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request),
+            **({"part": part} if part != 1 else {}),
+        )
     return response
+
+
+@login_required
+def task_parts_zip(request, task_id):
+    """Every part of a task exported in parts, as one zip streamed while it is written."""
+    task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+    try:
+        paths = download.task_file_paths(task)
+    except download.DownloadUnavailable as unavailable:
+        return render_page(
+            request, "exports/unavailable.html", {"task": task, "message": unavailable.message},
+            status=unavailable.status,
+        )
+    tasks.record_audit(
+        task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request), via="parts zip"
+    )
+    return _zip_response(paths, f"export-{task.id}.zip")
 
 
 @login_required
@@ -578,20 +611,23 @@ def batch_zip(request, batch_id):
     )
     files = []
     for task in batch_tasks:
-        try:
-            files.append((task, download.export_file_path(task)))
+        try:  # every part of a task exported in parts
+            paths = download.task_file_paths(task)
         except download.DownloadUnavailable:
             continue
+        files.append((task, paths))
     if not files:
         raise Http404("No finished export in this batch.")
-    for task, _path in files:
+    for task, _paths in files:
         tasks.record_audit(
             task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request), via="zip"
         )
-    response = StreamingHttpResponse(
-        stream_zip([path for _task, path in files]), content_type="application/zip"
-    )
-    response["Content-Disposition"] = f'attachment; filename="batch-{batch_id}.zip"'
+    return _zip_response([p for _task, paths in files for p in paths], f"batch-{batch_id}.zip")
+
+
+def _zip_response(paths, name: str):
+    response = StreamingHttpResponse(stream_zip(paths), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"
     return response
 

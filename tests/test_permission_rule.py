@@ -107,6 +107,7 @@ def probes(world):
         "batch-zip": ("page", lambda c: c.get(f"/tasks/batch/{ready.batch}/zip/"), "404"),
         "task-detail": ("page", lambda c: c.get(f"/tasks/{ready.id}/"), "404"),
         "task-download": ("page", lambda c: c.get(f"/tasks/{ready.id}/download/"), "404"),
+        "task-parts-zip": ("page", lambda c: c.get(f"/tasks/{ready.id}/parts.zip"), "404"),
         "task-cancel": ("page", lambda c: c.post(f"/tasks/{queued.id}/cancel/"), "404"),
         "task-delete": ("page", lambda c: c.post(f"/tasks/{queued.id}/delete/"), "404"),
         "task-retry": ("page", lambda c: c.post(f"/tasks/{queued.id}/retry/"), "404"),
