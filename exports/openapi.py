@@ -1,6 +1,6 @@
 """The OpenAPI 3 description of the JSON API, served at /openapi.json."""
 
-from exports.forms import EXPORT_FORMATS
+from exports.forms import EXPORT_FORMATS, MIN_MAX_FILE_SIZE
 
 TIME = {
     "type": "string",
@@ -61,7 +61,25 @@ STATUS = {
         },
         "Url": {
             "type": ["string", "null"],
-            "description": "Signed link, valid without credentials until `expires`; null until ready.",
+            "description": "Signed link, valid without credentials until `expires`; null until ready. "
+            "For a task exported in parts: the first part.",
+        },
+        "Parts": {
+            "type": "array",
+            "description": "Only for a task given MaxFileSize or longer than one part (24 h): "
+            "each file in order, each part's first frame following the previous part's last; "
+            "empty until ready.",
+            "items": {
+                "type": "object",
+                "required": ["Url", "From", "To", "Bytes"],
+                "additionalProperties": False,
+                "properties": {
+                    "Url": {"type": "string", "description": "Signed link to this part"},
+                    "From": TIME,
+                    "To": TIME,
+                    "Bytes": {"type": "integer", "minimum": 0},
+                },
+            },
         },
     },
 }
@@ -128,6 +146,14 @@ CREATE_BODY = {
             "type": "string",
             "enum": list(EXPORT_FORMATS),
             "description": "Case-insensitive; absent: PSIMEXPORT_CONTAINER_FORMAT.",
+        },
+        "MaxFileSize": {
+            "type": ["integer", "null"],
+            "minimum": MIN_MAX_FILE_SIZE,
+            "maximum": (1 << 62) - 1,
+            "description": "Bytes. Split the export into parts no larger than this, cut at "
+            "keyframes; the status lists them in `Parts`. Absent: one file (parts of at most "
+            "24 h for longer ranges).",
         },
     },
 }
@@ -202,6 +228,7 @@ def document(request=None) -> dict:
                     "security": [{"token": []}, {"basic": []}, {"session": []}, {}],
                     "parameters": [
                         {"name": "file", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
+                        {"name": "part", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "A part of a task exported in parts (default 1)"},
                         {"name": "expires", "in": "query", "schema": {"type": "integer"}},
                         {"name": "signature", "in": "query", "schema": {"type": "string"}},
                         {"name": "Range", "in": "header", "schema": {"type": "string"}},

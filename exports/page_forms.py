@@ -202,6 +202,11 @@ class ExportPageForm(forms.Form):
         label="Format", required=False,
         error_messages={"invalid_choice": "'%(value)s' is not a known format."},
     )
+    max_file_size = forms.DecimalField(
+        label="Max file size (MB)", required=False, min_value=0, max_digits=12, decimal_places=3,
+        help_text="Split the export into parts no larger than this (1 MB = 1,000,000 bytes; "
+        "at least 1.05 MB). Empty: one file (parts of at most 24 hours for longer ranges).",
+    )
     around = forms.TypedChoiceField(
         label="Around From", choices=AROUND_CHOICES, coerce=int, required=False, initial=5
     )
@@ -229,7 +234,7 @@ class ExportPageForm(forms.Form):
         for camera_id in data.get("camera", []):
             request_form = ExportRequestForm(
                 {"camera": camera_id, "start": data["start"], "end": data.get("end"),
-                 "format": data.get("format")},
+                 "format": data.get("format"), "max_file_size": _bytes(data.get("max_file_size"))},
                 user=self.user,
             )
             if request_form.is_valid():
@@ -243,6 +248,11 @@ class ExportPageForm(forms.Form):
                         message = f"{camera_id}: {message}"
                     self.add_error(target, _sentence(message))
         return data
+
+
+def _bytes(megabytes):
+    """The form's MB (10^6 bytes, as upload limits are written) as whole bytes."""
+    return None if megabytes is None else int(megabytes * 1_000_000)
 
 
 def _sentence(message: str) -> str:

@@ -8,6 +8,7 @@ the same code the JSON API runs, so pages and API cannot disagree.
 from __future__ import annotations
 
 import io
+import math
 import re
 import uuid
 import zipfile
@@ -170,6 +171,7 @@ def export(request):
                     camera=cleaned["camera"], start=cleaned["start"], end=cleaned["end"],
                     fmt=cleaned["format"], user=request.user, source=ExportTask.Source.PAGE,
                     remote_addr=client_addr(request), batch=batch,
+                    max_file_size=cleaned.get("max_file_size"),
                 )
             )
         except tasks.TaskRefused as refused:
@@ -300,10 +302,21 @@ def _preview(form) -> dict | None:
                 "gaps": coverage.gaps,
                 "segments": len(coverage.segments),
                 "estimated_bytes": _estimated_bytes(coverage.segments, start, end),
+                "parts": _estimated_parts(cleaned, start, end, coverage.segments),
                 "empty": not coverage.segments,
             }
         )
     return {"rows": rows, "format": form.cleaned_data["format"]}
+
+
+def _estimated_parts(cleaned, start, end, segments) -> int:
+    """How many files a MaxFileSize or a range longer than one part will make, roughly."""
+    from exports.parts import part_span
+
+    by_time = math.ceil((end - start) / part_span())
+    limit = cleaned.get("max_file_size")
+    by_size = math.ceil(_estimated_bytes(segments, start, end) / limit) if limit else 1
+    return max(by_time, by_size, 1)
 
 
 def _estimated_bytes(segments, start, end) -> int:

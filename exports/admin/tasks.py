@@ -20,7 +20,7 @@ class ExportTaskAdmin(admin.ModelAdmin):
     # title), the range in one column with seconds, the end's date only when it differs.
     list_display = (
         "short_id", "camera", "time_range", "format", "state", "percents", "size_display",
-        "requested_by", "source", "created_at",
+        "parts_display", "requested_by", "source", "created_at",
     )
     list_filter = ("state", "format", "source", "camera")
     search_fields = ("id", "camera__camera_id", "camera__name", "requested_by__username")
@@ -50,6 +50,13 @@ class ExportTaskAdmin(admin.ModelAdmin):
     @admin.display(description="size")
     def size_display(self, task):
         return filesizeformat(task.size) if task.size else "—"
+
+    @admin.display(description="parts")
+    def parts_display(self, task):
+        """How many files, and the MaxFileSize asked for (— for an export in one file)."""
+        count = len(task.parts or [])
+        limit = f"≤ {filesizeformat(task.max_file_size)}" if task.max_file_size else ""
+        return " ".join(filter(None, [str(count) if count else "", limit])) or "—"
 
     @admin.display(description="job queue")
     def queue_link(self, task):

@@ -28,8 +28,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .frameindex import Kind, SegmentIndex
 from .errors import ExportError
+from .frameindex import Kind, SegmentIndex
 
 # Container overhead: per packet (sample tables, block or chunk headers, index entries; the
 # largest of mp4, mkv, avi, flv and asf is below this), per file (headers, codec
