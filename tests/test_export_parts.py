@@ -131,7 +131,7 @@ def run_task(client, capture, queue, max_file_size=None, **body):
 
 
 def download(client, url) -> bytes:
-    response = client.get(url.split("testserver", 1)[1])
+    response = client.get(url.split("testserver", 1)[-1])
     assert response.status_code == 200, getattr(response, "content", b"")[:300]
     return b"".join(response.streaming_content) if response.streaming else response.content
 
@@ -255,3 +255,71 @@ def test_max_file_size_is_checked(cameras, alice, value, message):
     assert response.status_code == 400
     assert response.json()["ErrorMessage"].startswith("MaxFileSize ")
     assert message in response.json()["ErrorMessage"]
+
+
+# -- long ranges: parts of at most PSIMEXPORT_PART_HOURS ---------------------------------------
+
+T2 = datetime(2026, 11, 22, 0, 0, 0, tzinfo=UTC)
+SMALL = SegmentSpec(width=160, height=120, fps=Fraction(25), acodec=None)
+
+
+@pytest.fixture
+def sparse_camera(db, tmp_path, users):
+    """Camera "s": 2 s recorded at T2, T2 + 20 h and T2 + 28 h (a camera recording on motion)."""
+    for hours in (0, 20, 28):
+        start = T2 + timedelta(hours=hours)
+        write_segment(frigate_path(tmp_path, "s", start), start, 2, SMALL)
+    camera = Camera.objects.create(camera_id="s", archive_path=str(tmp_path), layout="frigate")
+    index_camera(camera)
+    camera.allowed_users.add(users["alice"])
+    return camera
+
+
+def test_a_range_over_24_hours_is_exported_in_parts_of_at_most_24_hours(
+    sparse_camera, alice, exports_queue, django_capture_on_commit_callbacks, tmp_path
+):
+    task = run_task(
+        alice, django_capture_on_commit_callbacks, exports_queue,
+        CameraId="s", From=psim(T2), To=psim(T2 + timedelta(hours=30)),
+    )
+    assert task.state == "ReadyForDownload", task.error_message
+    status = alice.status(task.id).json()
+    spans = [(p["From"], p["To"]) for p in status["Parts"]]
+    # Cut at the start of a recording, the last one within 24 h of the part's start.
+    assert spans == [
+        ("2026-11-22T00:00:00.000Z", "2026-11-22T20:00:00.000Z"),
+        ("2026-11-22T20:00:00.000Z", "2026-11-23T06:00:00.000Z"),
+    ]
+    firsts = []
+    for number, part in enumerate(status["Parts"], start=1):
+        path = tmp_path / f"long{number}.mp4"
+        path.write_bytes(download(Client(), part["Url"]))
+        decoded = decode_with_pyav(path)
+        firsts.append(decoded.walls[0])
+        assert len(decoded.walls) == 50 * number  # 2 s, then 2 s + 2 s
+    assert firsts == [T2, T2 + timedelta(hours=20)]
+    assert len(task.gaps) == 3  # before 20 h, between 20 h and 28 h, after 28 h
+
+
+def test_parts_of_a_long_range_follow_each_other_frame_by_frame(
+    cameras, alice, exports_queue, django_capture_on_commit_callbacks, settings, tmp_path
+):
+    settings.PSIMEXPORT_PART_HOURS = 2.5 / 3600  # parts of 2.5 s stand in for 24 h
+    start = api_support.T0 + timedelta(milliseconds=480)
+    task = run_task(
+        alice, django_capture_on_commit_callbacks, exports_queue,
+        CameraId="1", From=psim(start), To=psim(api_support.T0 + timedelta(seconds=6)),
+    )
+    assert task.state == "ReadyForDownload", task.error_message
+    assert [p["from"] for p in task.parts] == [
+        "2026-11-20T10:00:00.480Z", "2026-11-20T10:00:02.000Z", "2026-11-20T10:00:04.000Z"
+    ]
+    page = Client()
+    page.login(username="alice", password="alice-secret-pw")
+    walls = []
+    for number, part in enumerate(task.parts, start=1):
+        path = tmp_path / part["file"]
+        path.write_bytes(download(page, f"/tasks/{task.id}/download/?part={number}"))
+        walls += decode_with_pyav(path).walls
+    assert walls[0] == start and len(walls) == len(set(walls)) == 138
+    assert not frame_steps_ok(walls, FRAME)
