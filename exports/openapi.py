@@ -23,10 +23,22 @@ TASK = {
         "State": {"type": "string", "enum": STATES},
     },
 }
+GROUP_TASKS = {
+    "type": "array",
+    "description": "A group (CameraIds): each camera's own task, in the order of CameraIds.",
+    "items": {
+        "type": "object",
+        "required": ["CameraId", "ArchiveTaskId"],
+        "properties": {"CameraId": {"type": "string"}, "ArchiveTaskId": {"type": "string", "format": "uuid"}},
+    },
+}
+CAMERA_IDS = {"type": "array", "items": {"type": "string"}, "description": "A group: its cameras"}
 CREATED = {
     **TASK,
     "properties": {
         **TASK["properties"],
+        "CameraIds": CAMERA_IDS,
+        "Tasks": GROUP_TASKS,
         "CameraId": {"type": "string"},
         "From": TIME,
         "To": TIME,
@@ -63,6 +75,14 @@ STATUS = {
             "type": ["string", "null"],
             "description": "Signed link, valid without credentials until `expires`; null until ready. "
             "For a task exported in parts: the first part.",
+        },
+        "CameraIds": CAMERA_IDS,
+        "Tasks": {
+            "type": "array",
+            "description": "A group (CameraIds): each camera's task status. The group's Url is "
+            "a zip of every file, Percents the mean, State the common one (InProgress while "
+            "any runs, else the worst).",
+            "items": {"$ref": "#/components/schemas/Status"},
         },
         "Parts": {
             "type": "array",
@@ -129,10 +149,22 @@ HEALTH = {
 }
 CREATE_BODY = {
     "type": "object",
-    "required": ["CameraId", "From"],
+    "required": ["From"],
+    "anyOf": [{"required": ["CameraId"]}, {"required": ["CameraIds"]}],
     "description": "Field names match case-insensitively; unknown fields are ignored.",
     "properties": {
         "CameraId": {"type": ["string", "integer"], "example": "1"},
+        "CameraIds": {
+            "type": "array",
+            "items": {"type": ["string", "integer"]},
+            "minItems": 1,
+            "maxItems": 16,
+            "description": "Several cameras, one range: a group of tasks (one per camera, all "
+            "starting with the frame on screen at From) answered with one ArchiveTaskId, the "
+            "group's, whose status, download (a zip) and delete cover them all. A CameraId "
+            "beside them comes first. Every camera must be one you may export (else 404) and "
+            "have recording in the range (else 404); otherwise no task is made.",
+        },
         "From": {
             "type": "string",
             "description": "UTC; fractional seconds, `Z` or an offset such as +03:00 accepted.",

@@ -29,7 +29,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from exports import archive, download, tasks, thumbnails
+from exports import archive, download, groups, tasks, thumbnails
 from exports.auth import client_addr
 from exports.models import AuditEvent, Camera, ExportTask
 from exports.page_forms import (
@@ -164,6 +164,13 @@ def export(request):
         return _render_export(request, form, preview=_preview(form))
     batch = uuid.uuid4() if len(form.requests) > 1 else None
     created = []
+    if batch and form.requests[0]["end"] is None:  # one range for all: files stay aligned
+        try:
+            common = groups.common_end([c["camera"] for c in form.requests], form.requests[0]["start"])
+        except tasks.TaskRefused:
+            common = None  # each camera is refused with its own message below
+        for cleaned in form.requests:
+            cleaned["end"] = common
     for cleaned in form.requests:
         try:
             created.append(
@@ -581,7 +588,7 @@ def task_parts_zip(request, task_id):
     tasks.record_audit(
         task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request), via="parts zip"
     )
-    return _zip_response(paths, f"export-{task.id}.zip")
+    return zip_response(paths, f"export-{task.id}.zip")
 
 
 @login_required
@@ -635,10 +642,10 @@ def batch_zip(request, batch_id):
         tasks.record_audit(
             task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request), via="zip"
         )
-    return _zip_response([p for _task, paths in files for p in paths], f"batch-{batch_id}.zip")
+    return zip_response([p for _task, paths in files for p in paths], f"batch-{batch_id}.zip")
 
 
-def _zip_response(paths, name: str):
+def zip_response(paths, name: str):
     response = StreamingHttpResponse(stream_zip(paths), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"

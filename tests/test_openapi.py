@@ -85,3 +85,19 @@ def test_a_task_in_parts_matches_the_document(
     check(spec, "get", "/getarchivetaskstatus", ready)
     assert [part["Url"] for part in ready.json()["Parts"]] == [ready.json()["Url"]]
     check(spec, "post", "/createarchivetask", alice.create(**{**body, "MaxFileSize": 5}))
+
+
+def test_a_group_matches_the_document(
+    spec, alice, exports_queue, django_capture_on_commit_callbacks, users, cameras
+):
+    cameras[1].allowed_users.add(users["alice"])
+    body = {"CameraIds": ["1", "2"], "From": psim(T0), "To": psim(T0 + timedelta(seconds=2))}
+    with django_capture_on_commit_callbacks(execute=True):
+        created = alice.create(**body)
+    check(spec, "post", "/createarchivetask", created)
+    group_id = created.json()["ArchiveTaskId"]
+    check(spec, "get", "/getarchivetaskstatus", alice.status(group_id))
+    run_worker(exports_queue)
+    check(spec, "get", "/getarchivetaskstatus", alice.status(group_id))
+    check(spec, "post", "/createarchivetask", alice.create(**{**body, "CameraIds": ["1", "9"]}))
+    check(spec, "post", "/deletearchivetask", alice.post("/deletearchivetask", {"ArchiveTaskId": group_id}))
