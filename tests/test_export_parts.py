@@ -176,14 +176,21 @@ def test_max_file_size_splits_into_contiguous_playable_parts(
     assert task.details["parts"][0]["file"].endswith("_part01.mp4")
 
 
+def parted_task(client, capture, queue, seconds: int):
+    """A ready task of camera "p" from T1, in parts of at most 150 kB."""
+    task = run_task(
+        client, capture, queue, max_file_size=150_000,
+        CameraId="p", From=psim(T1), To=psim(T1 + timedelta(seconds=seconds)), MaxFileSize=2**20,
+    )
+    assert task.state == "ReadyForDownload", task.error_message
+    assert len(task.parts) > 1
+    return task
+
+
 def test_parts_are_listed_zipped_and_removed_with_the_task(
     parts_camera, alice, exports_queue, django_capture_on_commit_callbacks, settings
 ):
-    task = run_task(
-        alice, django_capture_on_commit_callbacks, exports_queue, max_file_size=150_000,
-        CameraId="p", From=psim(T1), To=psim(T1 + timedelta(seconds=12)), MaxFileSize=2**20,
-    )
-    assert task.state == "ReadyForDownload", task.error_message
+    task = parted_task(alice, django_capture_on_commit_callbacks, exports_queue, 12)
     page = Client()
     page.login(username="alice", password="alice-secret-pw")
     detail = page.get(f"/tasks/{task.id}/").content.decode()
@@ -201,6 +208,8 @@ def test_parts_are_listed_zipped_and_removed_with_the_task(
     ]
     folder = Path(settings.EXPORTS_DIR) / str(task.id)
     assert sorted(p.name for p in folder.iterdir()) == sorted(p["file"] for p in task.parts)
+    listing = page.get("/tasks/").content.decode()
+    assert f"/tasks/{task.id}/parts.zip" in listing and f"Download {len(task.parts)} parts" in listing
     alice.post("/deletearchivetask", {"ArchiveTaskId": str(task.id)})
     assert not folder.exists()
     assert alice.status(task.id).json()["Parts"] == []
@@ -209,11 +218,7 @@ def test_parts_are_listed_zipped_and_removed_with_the_task(
 def test_a_part_of_a_task_you_cannot_see_is_404_and_a_bad_part_number_too(
     parts_camera, alice, bob, exports_queue, django_capture_on_commit_callbacks
 ):
-    task = run_task(
-        alice, django_capture_on_commit_callbacks, exports_queue, max_file_size=150_000,
-        CameraId="p", From=psim(T1), To=psim(T1 + timedelta(seconds=8)), MaxFileSize=2**20,
-    )
-    assert task.state == "ReadyForDownload", task.error_message
+    task = parted_task(alice, django_capture_on_commit_callbacks, exports_queue, 8)
     assert bob.get("/download", {"file": str(task.id), "part": "2"}).status_code == 404
     assert alice.get("/download", {"file": str(task.id), "part": "2"}).status_code == 200
     for bad in ("0", "99", "x", "-1"):
@@ -323,3 +328,39 @@ def test_parts_of_a_long_range_follow_each_other_frame_by_frame(
         walls += decode_with_pyav(path).walls
     assert walls[0] == start and len(walls) == len(set(walls)) == 138
     assert not frame_steps_ok(walls, FRAME)
+
+
+def test_a_part_over_the_limit_is_split_again_until_it_fits(
+    parts_camera, alice, exports_queue, django_capture_on_commit_callbacks, monkeypatch, tmp_path
+):
+    from exports.media import parts as planner
+
+    # An estimator that believes parts are a third smaller than they come out.
+    monkeypatch.setattr(planner, "PACKET_OVERHEAD", 0)
+    monkeypatch.setattr(planner, "FILE_OVERHEAD", 0)
+    monkeypatch.setattr(planner, "MARGIN", -0.5)
+    limit = 150_000
+    task = run_task(
+        alice, django_capture_on_commit_callbacks, exports_queue, max_file_size=limit,
+        CameraId="p", From=psim(T1), To=psim(T1 + timedelta(seconds=12)), MaxFileSize=2**20,
+    )
+    assert task.state == "ReadyForDownload", task.error_message
+    assert all(part["bytes"] <= limit for part in task.parts)
+    walls = []
+    for part in task.parts:
+        path = Path(api_support.settings_exports_dir()) / str(task.id) / part["file"]
+        walls += decode_with_pyav(path).walls
+    assert walls[0] == T1 and len(walls) == len(set(walls)) == 300
+    assert not frame_steps_ok(walls, FRAME)
+
+
+def test_a_limit_below_one_gop_fails_the_task_saying_what_would_work(
+    parts_camera, alice, exports_queue, django_capture_on_commit_callbacks, settings
+):
+    task = run_task(
+        alice, django_capture_on_commit_callbacks, exports_queue, max_file_size=20_000,
+        CameraId="p", From=psim(T1), To=psim(T1 + timedelta(seconds=6)), MaxFileSize=2**20,
+    )
+    assert task.state == "Failed"
+    assert "ask for a MaxFileSize of at least" in task.error_message
+    assert not (Path(settings.EXPORTS_DIR) / str(task.id)).exists()
