@@ -190,6 +190,8 @@ def create_archive_task(request):
     data = casefold_keys(read_json_object(request))
     if "cameraids" in data:
         return _create_group(request, data)
+    if data.get("mosaic"):
+        raise ApiError("Mosaic needs CameraIds: the cameras to lay out in the grid", 400)
     form_data = {field: data.get(key) for key, field in _CREATE_FIELDS.items() if key in data}
     echo = _echo(form_data)
     form = ExportRequestForm(form_data, user=request.api_user)
@@ -232,6 +234,9 @@ def _create_group(request, data: dict):
         raise ApiError("CameraIds must be a non-empty array of camera ids", 400)
     if len(raw_ids) > groups.MAX_CAMERAS:
         raise ApiError(f"CameraIds may name at most {groups.MAX_CAMERAS} cameras", 400)
+    mosaic = data.get("mosaic") or ""
+    if not isinstance(mosaic, str):
+        raise ApiError('Mosaic must be "2x2" or "3x3"', 400)
     single = [data["cameraid"]] if data.get("cameraid") not in (None, "") else []
     common = {f: data.get(k) for k, f in _CREATE_FIELDS.items() if k in data and k != "cameraid"}
     cameras, cleaned = [], {}
@@ -251,6 +256,7 @@ def _create_group(request, data: dict):
             cameras=cameras, start=cleaned["start"], end=cleaned["end"], fmt=cleaned["format"],
             max_file_size=cleaned.get("max_file_size"), user=request.api_user,
             source=ExportTask.Source.API, remote_addr=auth.client_addr(request),
+            mosaic=mosaic.strip().lower(),
         )
     except tasks.TaskRefused as refusal:
         echo = _echo({**common, "camera": cameras[0].camera_id})
@@ -265,7 +271,8 @@ def _create_group(request, data: dict):
             "State": ExportTask.State.CREATED,
             "CameraIds": [camera.camera_id for camera in cameras],
             "Tasks": [
-                {"CameraId": task.camera.camera_id, "ArchiveTaskId": str(task.id)}
+                {"CameraId": task.camera.camera_id, "ArchiveTaskId": str(task.id),
+                 **({"Mosaic": task.mosaic} if task.mosaic else {})}
                 for task in created
             ],
         }

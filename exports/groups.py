@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, timedelta
 from urllib.parse import urlencode
 
 from django.db import transaction
@@ -25,25 +26,80 @@ from exports.models import ExportTask
 State = ExportTask.State
 # More would make a zip nobody reviews, and a request nobody can check in one glance.
 MAX_CAMERAS = 16
+# A mosaic is re-encoded frame by frame: an evidence clip, not a day.
+MOSAIC_MAX_HOURS = 1
 
 
-def create_group(*, cameras, start, end, fmt, user, source, remote_addr=None, max_file_size=None):
-    """One task per camera for the same range, as one batch; all or none (TaskRefused).
+def create_group(
+    *, cameras, start, end, fmt, user, source, remote_addr=None, max_file_size=None, mosaic=""
+):
+    """One task per camera for the same range, as one batch, and with `mosaic` ("2x2",
+    "3x3") one more task making the mosaic of them; all or none (TaskRefused).
 
     `end` None: up to the last recorded frame of whichever camera recorded last, so the files
     still share one range.
     """
     end = end or common_end(cameras, start)
+    if mosaic:
+        check_mosaic(mosaic, len(cameras), end - start)
     batch = uuid.uuid4()
+    common = dict(start=start, end=end, fmt=fmt, user=user, source=source,
+                  remote_addr=remote_addr, batch=batch)
     with transaction.atomic():  # a refusal for one camera creates none
         created = [
-            tasks.create_export_task(
-                camera=camera, start=start, end=end, fmt=fmt, user=user, source=source,
-                remote_addr=remote_addr, batch=batch, max_file_size=max_file_size,
-            )
+            tasks.create_export_task(camera=camera, max_file_size=max_file_size, **common)
             for camera in cameras
         ]
+        if mosaic:
+            created.append(tasks.create_export_task(camera=cameras[0], mosaic=mosaic, **common))
     return batch, created
+
+
+def check_mosaic(grid: str, cameras: int, length) -> None:
+    from exports.media.mosaic import GRIDS
+
+    side = GRIDS.get(grid)
+    if side is None:
+        raise tasks.TaskRefused(f"Mosaic {str(grid)[:10]!r} is not one of {', '.join(GRIDS)}", 400)
+    if cameras > side * side:
+        raise tasks.TaskRefused(f"Mosaic {grid} holds at most {side * side} cameras, not {cameras}", 400)
+    if length > timedelta(hours=MOSAIC_MAX_HOURS):
+        raise tasks.TaskRefused(
+            f"Mosaic covers at most {MOSAIC_MAX_HOURS} hour (each frame is re-encoded); "
+            "shorten the range or leave Mosaic out", 400,
+        )
+
+
+def mosaic_file_name(task) -> str:
+    """mosaic-2x2_2026-11-20T10-00-13Z_2026-11-20T10-00-41Z.mp4"""
+    stamps = [moment.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ") for moment in (task.start, task.end)]
+    return f"mosaic-{task.mosaic}_{stamps[0]}_{stamps[1]}.{task.format}"
+
+
+def export_mosaic(task, out_path, reporter):
+    """The job of a mosaic task: the group's other cameras over the task's range."""
+    from exports.archive import segment_abspath, segments_covering
+    from exports.jobs import with_db_retry
+    from exports.media.engine import SourceSegment
+    from exports.media.mosaic import MosaicInput
+    from exports.media.mosaic import export_mosaic as write_mosaic
+
+    members = (
+        ExportTask.objects.filter(batch=task.batch, mosaic="").exclude(id=task.id)
+        .select_related("camera").order_by("created_at")
+    )
+    inputs = []
+    for member in with_db_retry(list, members):
+        coverage = with_db_retry(segments_covering, member.camera, task.start, task.end)
+        inputs.append(MosaicInput(member.camera.display_name, [
+            SourceSegment(segment_abspath(member.camera, seg), seg.start, seg.end)
+            for seg in coverage.segments
+        ]))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return write_mosaic(
+        inputs, task.start, task.end, task.mosaic, task.format, out_path,
+        progress=reporter.progress, cancelled=reporter.cancelled,
+    )
 
 
 def common_end(cameras, start):
@@ -65,11 +121,19 @@ def common_end(cameras, start):
 
 def visible_group(user, group_id) -> list[ExportTask] | None:
     """The tasks of the group, if the caller may see every one of them; else None."""
-    members = list(ExportTask.objects.filter(batch=group_id).select_related("camera").order_by("created_at"))
+    members = _members(group_id)
     if not members:
         return None
     visible = tasks.visible_tasks(user).filter(batch=group_id).count()
     return members if visible == len(members) else None
+
+
+def _members(group_id) -> list[ExportTask]:
+    """The group's tasks: its cameras' in the order asked, then the mosaic."""
+    return list(
+        ExportTask.objects.filter(batch=group_id).select_related("camera")
+        .order_by("mosaic", "created_at")
+    )
 
 
 def group_state(members) -> str:
@@ -118,7 +182,7 @@ def status_dict(group_id, members, request) -> dict:
         "ArchiveTaskId": str(group_id),
         "ErrorMessage": "; ".join(errors) or None,
         "State": state,
-        "CameraIds": [task.camera.camera_id for task in members],
+        "CameraIds": [task.camera.camera_id for task in members if not task.mosaic],
         "Tasks": [tasks.task_status_dict(task, request) for task in members],
     }
 
@@ -154,7 +218,7 @@ def group_by_signed_link(raw_id, expires, given) -> tuple[uuid.UUID, list[Export
         group_id = uuid.UUID(str(raw_id or "").strip())
     except ValueError:
         return None
-    members = list(ExportTask.objects.filter(batch=group_id).select_related("camera").order_by("created_at"))
+    members = _members(group_id)
     if members and link_is_valid(group_id, members, expires, given):
         return group_id, members
     return None

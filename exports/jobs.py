@@ -34,7 +34,7 @@ from django.utils import timezone
 from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
-from exports import parts
+from exports import options
 from exports.models import AuditEvent, ExportTask
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ def execute_task(
     `stall_seconds`, an engine that reports nothing for that long is interrupted.
     """
     reporter = ProgressReporter(task, on_progress)
-    out_path = parts.first_part_path(task, Path(out_path))
+    out_path = options.output_path(task, Path(out_path))
     try:
         with StallWatch(reporter, stall_seconds):
             result = _run_engine(task, out_path, reporter)
@@ -288,8 +288,9 @@ def _run_engine(task, out_path: Path, reporter):
     from exports.archive import segment_abspath, segments_covering
     from exports.media import engine as media
 
-    if parts.wanted(task):  # MaxFileSize, or longer than one part: one file per part
-        return parts.export_in_parts(task, out_path, reporter)
+    special = options.run(task, out_path, reporter)  # parts, mosaic (issue 13)
+    if special is not None:
+        return special
     out_path.parent.mkdir(parents=True, exist_ok=True)
     coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
     if not coverage.segments:
@@ -366,7 +367,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
         if keep_in_exports else None,
         error_message=_skipped_warning(result),
     )
-    fields.update(parts.finish_fields(result))
+    fields.update(options.finish_fields(result))
 
     def publish() -> bool:
         # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until the rename is
@@ -377,7 +378,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
                 return False
             if keep_in_exports and (out_path.exists() or not final.is_file()):
                 os.replace(out_path, final)  # (already there if a first commit was lost)
-                parts.publish(result, out_path.parent, final.parent)
+                options.publish(result, out_path.parent, final.parent)
             _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest,
                    technique=fields["technique"])
             return True

@@ -226,6 +226,9 @@ class ExportTask(models.Model):
     # (exports/parts.py); the first is also `output_path`, what `Url` downloads.
     max_file_size = models.BigIntegerField("max file size", null=True, blank=True)
     parts = models.JSONField(default=list, blank=True)
+    # "2x2" or "3x3": this task of a group (`batch`) is the mosaic of the group's other tasks'
+    # cameras (exports/groups.py); its `camera` is the group's first, for the access rule.
+    mosaic = models.CharField(max_length=3, blank=True, default="")
 
     objects = ExportTaskQuerySet.as_manager()
 

@@ -29,7 +29,11 @@ GROUP_TASKS = {
     "items": {
         "type": "object",
         "required": ["CameraId", "ArchiveTaskId"],
-        "properties": {"CameraId": {"type": "string"}, "ArchiveTaskId": {"type": "string", "format": "uuid"}},
+        "properties": {
+            "CameraId": {"type": "string"},
+            "ArchiveTaskId": {"type": "string", "format": "uuid"},
+            "Mosaic": {"type": "string", "enum": ["2x2", "3x3"], "description": "The mosaic's task"},
+        },
     },
 }
 CAMERA_IDS = {"type": "array", "items": {"type": "string"}, "description": "A group: its cameras"}
@@ -77,6 +81,7 @@ STATUS = {
             "For a task exported in parts: the first part.",
         },
         "CameraIds": CAMERA_IDS,
+        "Mosaic": {"type": "string", "enum": ["2x2", "3x3"], "description": "This task is a group's mosaic"},
         "Tasks": {
             "type": "array",
             "description": "A group (CameraIds): each camera's task status. The group's Url is "
@@ -178,6 +183,13 @@ CREATE_BODY = {
             "type": "string",
             "enum": list(EXPORT_FORMATS),
             "description": "Case-insensitive; absent: PSIMEXPORT_CONTAINER_FORMAT.",
+        },
+        "Mosaic": {
+            "type": ["string", "null"],
+            "enum": ["2x2", "3x3", None],
+            "description": "With CameraIds (at most 4 or 9): one more task in the group, a video "
+            "of all the cameras in a grid on one clock, each tile labelled with its camera's "
+            "name (re-encoded to H.264; ranges of at most 1 hour).",
         },
         "MaxFileSize": {
             "type": ["integer", "null"],

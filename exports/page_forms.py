@@ -207,6 +207,13 @@ class ExportPageForm(forms.Form):
         help_text="Split the export into parts no larger than this (1 MB = 1,000,000 bytes; "
         "at least 1.05 MB). Empty: one file (parts of at most 24 hours for longer ranges).",
     )
+    mosaic = forms.ChoiceField(
+        label="Mosaic", required=False,
+        choices=[("", "No mosaic"), ("2x2", "2×2 grid (up to 4 cameras)"),
+                 ("3x3", "3×3 grid (up to 9 cameras)")],
+        help_text="With several cameras: also one video of them all side by side on one clock, "
+        "each tile labelled (re-encoded; at most 1 hour).",
+    )
     around = forms.TypedChoiceField(
         label="Around From", choices=AROUND_CHOICES, coerce=int, required=False, initial=5
     )
@@ -231,6 +238,8 @@ class ExportPageForm(forms.Form):
         data = super().clean()
         if self.errors:
             return data
+        if data.get("mosaic"):
+            self._check_mosaic(data)
         for camera_id in data.get("camera", []):
             request_form = ExportRequestForm(
                 {"camera": camera_id, "start": data["start"], "end": data.get("end"),
@@ -248,6 +257,20 @@ class ExportPageForm(forms.Form):
                         message = f"{camera_id}: {message}"
                     self.add_error(target, _sentence(message))
         return data
+
+
+    def _check_mosaic(self, data) -> None:
+        from exports import groups, tasks
+
+        if len(data.get("camera", [])) < 2:
+            self.add_error("mosaic", "Choose at least two cameras for a mosaic.")
+            return
+        end = data.get("end")  # an open end is checked once resolved, when the task is made
+        length = end - data["start"] if end else timedelta(0)
+        try:
+            groups.check_mosaic(data["mosaic"], len(data["camera"]), length)
+        except tasks.TaskRefused as refused:
+            self.add_error("mosaic", _sentence(refused.message) + ".")
 
 
 def _bytes(megabytes):

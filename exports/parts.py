@@ -10,7 +10,8 @@ the start of the range, container overhead) is split again with a budget shrunk 
 missed, up to `SHRINK_ROUNDS` times; a single GOP over the limit fails the task with the
 limit that would work.
 
-The job calls `first_part_path`, `export_in_parts`, `finish_fields` and `publish`; the parts
+The job calls (through exports/options.py) `first_part_path`, `export_in_parts`,
+`finish_fields` and `publish`; the parts
 live in the task's folder beside the first, which is the task's `output_path` (what PSIM
 clients download from `Url`), so deletion, expiry and the orphan sweep treat them as one.
 """
@@ -34,7 +35,9 @@ TECHNIQUE_ORDER = ("stream_copy", "exact_cut", "transcode")
 
 
 def wanted(task) -> bool:
-    """Whether this task is exported in parts."""
+    """Whether this task is exported in parts (a mosaic never is)."""
+    if task.mosaic:
+        return False
     return bool(task.max_file_size) or task.end - task.start > part_span()
 
 

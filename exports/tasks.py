@@ -109,7 +109,8 @@ def record_audit(task, action, user=None, remote_addr=None, **detail) -> AuditEv
 
 
 def create_export_task(
-    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, max_file_size=None
+    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, max_file_size=None,
+    mosaic="",
 ) -> ExportTask:
     """Resolve the range, check recording and disk, save the task and queue its job.
 
@@ -155,6 +156,7 @@ def create_export_task(
         end=end,
         format=fmt,
         max_file_size=max_file_size,
+        mosaic=mosaic,
         source=source,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
         remote_addr=remote_addr or None,
@@ -467,6 +469,8 @@ def task_status_dict(task, request) -> dict:
         "ErrorMessage": public_error_message(task) or None,
         "State": task.state,
     }
+    if task.mosaic:
+        status["Mosaic"] = task.mosaic
     if task.max_file_size or task.parts:  # only for tasks that asked for, or got, parts
         status["Parts"] = status_parts(task, request)
     return status

@@ -185,6 +185,8 @@ def export(request):
             message = _refusal_for_page(refused, cleaned, zone)
             name = cleaned["camera"].display_name
             form.add_error(None, f"{name}: {message}" if batch else message)
+    if batch and form.cleaned_data.get("mosaic") and len(created) == len(form.requests):
+        _add_mosaic(request, form, created, batch)
     if not created:
         return _render_export(request, form, preview=_preview(form))
     if form.non_field_errors():
@@ -193,6 +195,22 @@ def export(request):
     messages.success(request, f"Queued {noun}. Progress updates below.")
     target = reverse("tasks")
     return redirect(f"{target}?batch={batch}" if batch else target)
+
+
+def _add_mosaic(request, form, created, batch) -> None:
+    """The batch's mosaic task (exports/groups.py), after its cameras' tasks."""
+    first, grid = created[0], form.cleaned_data["mosaic"]
+    try:
+        groups.check_mosaic(grid, len(created), first.end - first.start)
+        created.append(
+            tasks.create_export_task(
+                camera=first.camera, start=first.start, end=first.end, fmt=first.format,
+                user=request.user, source=ExportTask.Source.PAGE,
+                remote_addr=client_addr(request), batch=batch, mosaic=grid,
+            )
+        )
+    except tasks.TaskRefused as refused:
+        form.add_error(None, _sentence(refused.message))
 
 
 def _refusal_for_page(refused, cleaned, zone) -> str:

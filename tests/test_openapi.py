@@ -101,3 +101,8 @@ def test_a_group_matches_the_document(
     check(spec, "get", "/getarchivetaskstatus", alice.status(group_id))
     check(spec, "post", "/createarchivetask", alice.create(**{**body, "CameraIds": ["1", "9"]}))
     check(spec, "post", "/deletearchivetask", alice.post("/deletearchivetask", {"ArchiveTaskId": group_id}))
+    with django_capture_on_commit_callbacks(execute=True):
+        mosaic = alice.create(**body, Mosaic="2x2")
+    check(spec, "post", "/createarchivetask", mosaic)
+    run_worker(exports_queue)
+    check(spec, "get", "/getarchivetaskstatus", alice.status(mosaic.json()["ArchiveTaskId"]))

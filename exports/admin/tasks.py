@@ -51,12 +51,13 @@ class ExportTaskAdmin(admin.ModelAdmin):
     def size_display(self, task):
         return filesizeformat(task.size) if task.size else "—"
 
-    @admin.display(description="parts")
+    @admin.display(description="parts / mosaic")
     def parts_display(self, task):
         """How many files, and the MaxFileSize asked for (— for an export in one file)."""
         count = len(task.parts or [])
         limit = f"≤ {filesizeformat(task.max_file_size)}" if task.max_file_size else ""
-        return " ".join(filter(None, [str(count) if count else "", limit])) or "—"
+        mosaic = f"mosaic {task.mosaic}" if task.mosaic else ""
+        return " ".join(filter(None, [str(count) if count else "", limit, mosaic])) or "—"
 
     @admin.display(description="job queue")
     def queue_link(self, task):
