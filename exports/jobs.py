@@ -347,7 +347,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
     """Mark the task ready and publish its file, atomically and only if this run is still
     the task's current attempt. Returns whether it did."""
     size = out_path.stat().st_size
-    digest = sha256_of(out_path)
+    digest = _sha256(out_path)
     now = timezone.now()
     final = Path(settings.EXPORTS_DIR) / str(task.id) / out_path.name
     details = result.to_dict() if hasattr(result, "to_dict") else {}
@@ -431,7 +431,7 @@ def _discard(out_path: Path, keep_in_exports: bool) -> None:
         out_path.unlink(missing_ok=True)
 
 
-def sha256_of(path: Path) -> str:
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):

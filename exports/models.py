@@ -146,10 +146,16 @@ class ExportTaskQuerySet(models.QuerySet):
     def restrict(self, user):
         """Tasks this caller may see: every task of a camera Camera.objects.restrict lets them
         export, not only their own (operators on a shift share evidence work; the camera grant
-        is the access boundary). Superusers also see tasks of disabled cameras."""
+        is the access boundary); a group's mosaic only if they may export every camera of the
+        group. Superusers also see tasks of disabled cameras."""
         if getattr(user, "is_superuser", False) and user.is_active:
             return self.all()
-        return self.filter(camera__in=Camera.objects.restrict(user).values("pk"))
+        allowed = Camera.objects.restrict(user).values("pk")
+        # A mosaic shows every camera of its group: only for who may export them all.
+        mixed = ExportTask.objects.filter(batch__isnull=False).exclude(camera__in=allowed)
+        return self.filter(camera__in=allowed).exclude(
+            ~Q(mosaic=""), batch__in=mixed.values("batch")
+        )
 
 
 class SegmentFrameIndex(models.Model):

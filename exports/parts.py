@@ -193,7 +193,7 @@ class _Clock:
 def _published_names(first_path: Path, done, gaps) -> PartedResult:
     """Rename the pieces part01, part02, … and sum their results."""
     from exports.forms import format_psim_time
-    from exports.jobs import sha256_of
+    from exports.jobs import _sha256 as sha256_of  # the job's own digest of its file
 
     combined = PartedResult()
     techniques = []

@@ -79,6 +79,8 @@ def visible_task(user, task_id):
     task = next(iter(found), None)
     if task is None or (getattr(user, "is_superuser", False) and user.is_active):
         return task
+    if task.mosaic:  # every camera of its group (the one rule, ExportTask.objects.restrict)
+        return task if ExportTask.objects.restrict(user).filter(id=task.id).exists() else None
     return task if Camera.objects.restrict(user).filter(pk=task.camera_id).exists() else None
 
 

@@ -224,3 +224,23 @@ def test_the_export_form_makes_a_group_with_its_mosaic_and_max_file_size(
     tiny = page.post("/export/", {**form, "max_file_size": "0.5"})
     assert "below the smallest limit, 1048576 bytes" in tiny.content.decode()
     assert ExportTask.objects.count() == 3
+
+
+def test_a_mosaic_is_hidden_from_whoever_may_not_export_every_camera_of_it(
+    group_cameras, alice, bob, exports_queue, django_capture_on_commit_callbacks
+):
+    answer = create_group(
+        alice, django_capture_on_commit_callbacks,
+        CameraIds=["a", "b"], Mosaic="2x2", From=psim(FROM), To=psim(TO),
+    ).json()
+    run_worker(exports_queue)
+    task_a, _task_b, mosaic = (t["ArchiveTaskId"] for t in answer["Tasks"])
+    assert bob.status(task_a).status_code == 200  # bob may export camera "a"
+    assert bob.status(mosaic).status_code == 404  # but the mosaic also shows "b"
+    assert bob.get("/download", {"file": mosaic}).status_code == 404
+    assert alice.get("/download", {"file": mosaic}).status_code == 200
+    page = Client()
+    page.login(username="bob", password="bob-secret-pw")
+    assert page.get(f"/tasks/{mosaic}/").status_code == 404
+    assert mosaic not in page.get("/tasks/").content.decode()
+    assert task_a in page.get("/tasks/").content.decode()

@@ -4,7 +4,8 @@ Each camera is decoded from its segments on its own (frames placed by their reco
 time); the output runs on one clock at the highest frame rate among the cameras (at most
 `MAX_FPS`), and at each output instant every tile shows the frame on screen on that camera at
 that instant - the latest frame recorded at or before it - or black where the camera recorded
-nothing for `GAP_SECONDS`. Tiles are the first camera's size (others scaled to it), laid out
+nothing for `GAP_SECONDS`. Tiles are the first camera's size (others scaled to it; all scaled
+down so the grid fits `MAX_SIZE`: 2x2 of 1080p cameras is 1080p, not 4K), laid out
 row by row in a 2x2 or 3x3 grid, each labelled at its bottom left with the camera's name.
 Always a transcode: H.264 (no B-frames, so every container takes it), no audio.
 """
@@ -27,6 +28,7 @@ from .errors import ExportCancelled, ExportError, NoRecordingError
 
 GRIDS = {"2x2": 2, "3x3": 3}
 MAX_FPS = 30
+MAX_SIZE = (1920, 1080)  # the whole grid: tiles of larger cameras are scaled down to fit
 GAP_SECONDS = 2.0
 LABEL_SCALE = 2
 
@@ -72,7 +74,7 @@ def export_mosaic(
         raise ExportError(f"a {grid} mosaic holds 1 to {side * side} cameras, not {len(cameras)}")
     if fmt not in compat.FORMATS:
         raise ExportError(f"unknown format {fmt!r}")
-    width, height, fps = _geometry(cameras)
+    width, height, fps = _geometry(cameras, side)
     feeds = [_Feed(camera, start, width, height) for camera in cameras]
     if all(feed.empty for feed in feeds):
         raise NoRecordingError(f"none of the cameras recorded anything between {start} and {end}")
@@ -123,8 +125,9 @@ def export_mosaic(
     return result
 
 
-def _geometry(cameras: list[MosaicInput]) -> tuple[int, int, Fraction]:
-    """Tile size (the first camera's, even) and output rate (the highest, capped)."""
+def _geometry(cameras: list[MosaicInput], side: int) -> tuple[int, int, Fraction]:
+    """Tile size (the first camera's, within MAX_SIZE for the grid, even) and output rate
+    (the highest, capped)."""
     size, rates = None, []
     for camera in cameras:
         for segment in camera.segments[:1]:
@@ -136,7 +139,9 @@ def _geometry(cameras: list[MosaicInput]) -> tuple[int, int, Fraction]:
     if size is None:
         raise NoRecordingError("none of the cameras has a recording in the range")
     rate = min(max(rates or [Fraction(25)]), Fraction(MAX_FPS))
-    return size[0] - size[0] % 2, size[1] - size[1] % 2, rate
+    scale = min(1.0, MAX_SIZE[0] / (side * size[0]), MAX_SIZE[1] / (side * size[1]))
+    width, height = int(size[0] * scale), int(size[1] * scale)
+    return width - width % 2, height - height % 2, rate
 
 
 class _Feed:
