@@ -208,6 +208,10 @@ def test_parts_are_listed_zipped_and_removed_with_the_task(
     ]
     folder = Path(settings.EXPORTS_DIR) / str(task.id)
     assert sorted(p.name for p in folder.iterdir()) == sorted(p["file"] for p in task.parts)
+    admin = Client()
+    admin.login(username="root", password="root-secret-pw")
+    row = admin.get("/admin/exports/exporttask/").content.decode()
+    assert f"{len(task.parts)} parts, ≤ 146.5\xa0KB each" in row
     listing = page.get("/tasks/").content.decode()
     assert f"/tasks/{task.id}/parts.zip" in listing and f"Download {len(task.parts)} parts" in listing
     alice.post("/deletearchivetask", {"ArchiveTaskId": str(task.id)})

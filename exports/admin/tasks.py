@@ -20,7 +20,7 @@ class ExportTaskAdmin(admin.ModelAdmin):
     # title), the range in one column with seconds, the end's date only when it differs.
     list_display = (
         "short_id", "camera", "time_range", "format", "state", "percents", "size_display",
-        "parts_display", "requested_by", "source", "created_at",
+        "requested_by", "source", "created_at",
     )
     list_filter = ("state", "format", "source", "camera")
     search_fields = ("id", "camera__camera_id", "camera__name", "requested_by__username")
@@ -49,15 +49,17 @@ class ExportTaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="size")
     def size_display(self, task):
-        return filesizeformat(task.size) if task.size else "—"
-
-    @admin.display(description="parts / mosaic")
-    def parts_display(self, task):
-        """How many files, and the MaxFileSize asked for (— for an export in one file)."""
-        count = len(task.parts or [])
-        limit = f"≤ {filesizeformat(task.max_file_size)}" if task.max_file_size else ""
-        mosaic = f"mosaic {task.mosaic}" if task.mosaic else ""
-        return " ".join(filter(None, [str(count) if count else "", limit, mosaic])) or "—"
+        """The size, and how an export option shaped the files (parts, their limit, a mosaic):
+        one column, so the list still fits a laptop."""
+        size = filesizeformat(task.size) if task.size else "—"
+        notes = []
+        if len(task.parts or []) > 1:
+            notes.append(f"{len(task.parts)} parts")
+        if task.max_file_size:
+            notes.append(f"≤ {filesizeformat(task.max_file_size)} each")
+        if task.mosaic:
+            notes.append(f"mosaic {task.mosaic}")
+        return f"{size} ({', '.join(notes)})" if notes else size
 
     @admin.display(description="job queue")
     def queue_link(self, task):
