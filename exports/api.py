@@ -14,8 +14,8 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from exports import auth, signing, tasks, throttle
-from exports.download import DownloadUnavailable, download_response
+from exports import auth, groups, signing, tasks, throttle
+from exports.download import DownloadUnavailable, download_response, part_number
 from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
 from exports.models import AuditEvent, ExportTask
 
@@ -179,13 +179,20 @@ def _task_for(request, raw_id, *, missing_message: str):
 
 # -- endpoints --------------------------------------------------------------------------------
 
-_CREATE_FIELDS = {"cameraid": "camera", "from": "start", "to": "end", "format": "format"}
+_CREATE_FIELDS = {
+    "cameraid": "camera", "from": "start", "to": "end", "format": "format",
+    "maxfilesize": "max_file_size",
+}
 _CASE_FIELDS = {"name": "name", "comment": "comment", "keep": "keep"}  # optional, ours
 
 
 @api_endpoint(methods=("POST",))
 def create_archive_task(request):
     data = casefold_keys(read_json_object(request))
+    if "cameraids" in data:
+        return _create_group(request, data)
+    if data.get("mosaic"):
+        raise ApiError("Mosaic needs CameraIds: the cameras to lay out in the grid", 400)
     fields = {**_CREATE_FIELDS, **_CASE_FIELDS}
     form_data = {field: data.get(key) for key, field in fields.items() if key in data}
     echo = _echo(form_data)
@@ -199,6 +206,7 @@ def create_archive_task(request):
             start=cleaned["start"],
             end=cleaned["end"],
             fmt=cleaned["format"],
+            max_file_size=cleaned.get("max_file_size"),
             user=request.api_user,
             source=ExportTask.Source.API,
             remote_addr=auth.client_addr(request),
@@ -225,6 +233,74 @@ def _refusal_status(form) -> int:
     return 403 if form.keep_forbidden else 400
 
 
+def _create_group(request, data: dict):
+    """CameraIds: one task per camera for one range, as a group (exports/groups.py). A
+    CameraId given beside them comes first; a camera named twice counts once. Every camera
+    must be one the caller may export (else 404, naming it) and have recording in the range;
+    otherwise no task is created."""
+    raw_ids = data.get("cameraids")
+    if not isinstance(raw_ids, list) or not raw_ids:
+        raise ApiError("CameraIds must be a non-empty array of camera ids", 400)
+    if len(raw_ids) > groups.MAX_CAMERAS:
+        raise ApiError(f"CameraIds may name at most {groups.MAX_CAMERAS} cameras", 400)
+    mosaic = data.get("mosaic") or ""
+    if not isinstance(mosaic, str):
+        raise ApiError('Mosaic must be "2x2" or "3x3"', 400)
+    single = [data["cameraid"]] if data.get("cameraid") not in (None, "") else []
+    common = {f: data.get(k) for k, f in _CREATE_FIELDS.items() if k in data and k != "cameraid"}
+    cameras, cleaned = [], {}
+    for position, raw in enumerate(single + raw_ids):
+        form = ExportRequestForm({**common, "camera": raw}, user=request.api_user)
+        if not form.is_valid():
+            message = form.error_message()
+            if position >= len(single):
+                message = message.replace("CameraId ", "CameraIds ", 1)
+            echo = _echo({**common, "camera": raw})
+            raise ApiError(message, 404 if form.camera_not_found else 400, **echo)
+        cleaned = form.cleaned_data
+        if cleaned["camera"] not in cameras:
+            cameras.append(cleaned["camera"])
+    try:
+        group_id, created = groups.create_group(
+            cameras=cameras, start=cleaned["start"], end=cleaned["end"], fmt=cleaned["format"],
+            max_file_size=cleaned.get("max_file_size"), user=request.api_user,
+            source=ExportTask.Source.API, remote_addr=auth.client_addr(request),
+            mosaic=mosaic.strip().lower(),
+        )
+    except tasks.TaskRefused as refusal:
+        echo = _echo({**common, "camera": cameras[0].camera_id})
+        raise ApiError(refusal.message, refusal.status, **echo) from None
+    return JsonResponse(
+        {
+            "CameraId": cameras[0].camera_id,
+            "From": format_psim_time(created[0].start),
+            "To": format_psim_time(created[0].end),
+            "ArchiveTaskId": str(group_id),
+            "ErrorMessage": None,
+            "State": ExportTask.State.CREATED,
+            "CameraIds": [camera.camera_id for camera in cameras],
+            "Tasks": [
+                {"CameraId": task.camera.camera_id, "ArchiveTaskId": str(task.id),
+                 **({"Mosaic": task.mosaic} if task.mosaic else {})}
+                for task in created
+            ],
+        }
+    )
+
+
+def _group_for(request, raw_id, not_a_task: ApiError):
+    """(group id, tasks) for an id that named no task, if it names a group the caller may
+    see; else `not_a_task` is raised."""
+    try:
+        group_id = uuid.UUID(str(raw_id).strip())
+    except ValueError:
+        raise not_a_task from None
+    members = groups.visible_group(request.api_user, group_id)
+    if members is None:
+        raise not_a_task
+    return group_id, members
+
+
 def _echo(form_data: dict) -> dict:
     """What to answer in CameraId/From/To of a refused request: normalised where possible."""
     camera = form_data.get("camera")
@@ -241,11 +317,17 @@ def _echo(form_data: dict) -> dict:
 
 @api_endpoint(methods=("GET",))
 def get_archive_task_status(request):
-    task = _task_for(
-        request,
-        query_param(request, "archivetaskid"),
-        missing_message="archivetaskid is required: /getarchivetaskstatus?archivetaskid=<id>",
-    )
+    raw_id = query_param(request, "archivetaskid")
+    try:
+        task = _task_for(
+            request, raw_id,
+            missing_message="archivetaskid is required: /getarchivetaskstatus?archivetaskid=<id>",
+        )
+    except ApiError as not_a_task:
+        if not_a_task.status != 404:
+            raise
+        group_id, members = _group_for(request, raw_id, not_a_task)
+        return JsonResponse(groups.status_dict(group_id, members, request))
     return JsonResponse(tasks.task_status_dict(task, request))
 
 
@@ -255,9 +337,16 @@ def delete_archive_task(request):
     if raw_id is None:
         data = casefold_keys(read_json_object(request))
         raw_id = data.get("archivetaskid")
-    task = _task_for(
-        request, raw_id, missing_message='ArchiveTaskId is required: {"ArchiveTaskId": "<id>"}'
-    )
+    try:
+        task = _task_for(
+            request, raw_id, missing_message='ArchiveTaskId is required: {"ArchiveTaskId": "<id>"}'
+        )
+    except ApiError as not_a_task:
+        if not_a_task.status != 404:
+            raise
+        group_id, members = _group_for(request, raw_id, not_a_task)
+        members = [tasks.delete_task(t, request.api_user, auth.client_addr(request)) for t in members]
+        return JsonResponse(groups.status_dict(group_id, members, request))
     try:
         task = tasks.delete_task(task, request.api_user, auth.client_addr(request))
     except tasks.TaskRefused as refusal:  # under legal hold
@@ -294,16 +383,30 @@ def _refused_on(task, request, refusal) -> ApiError:
 @api_endpoint(methods=("GET",), authenticate=False)
 def download(request):
     raw_id = query_param(request, "file")
+    try:
+        part = part_number(query_param(request, "part"))
+    except DownloadUnavailable as unavailable:
+        raise ApiError(unavailable.message, unavailable.status) from None
     if query_param(request, "signature") is not None:
-        task = _task_by_signed_link(request, raw_id)
+        group = groups.group_by_signed_link(
+            raw_id, query_param(request, "expires"), query_param(request, "signature")
+        )
+        if group is not None:
+            return _group_zip(request, *group, user=None)
+        task = _task_by_signed_link(request, raw_id, part)
         user = None
     else:
         request.api_user = auth.authenticate_api_request(request)
-        task = _task_for(request, raw_id, missing_message="file is required: /download?file=<id>")
+        try:
+            task = _task_for(request, raw_id, missing_message="file is required: /download?file=<id>")
+        except ApiError as not_a_task:
+            if not_a_task.status != 404:
+                raise
+            return _group_zip(request, *_group_for(request, raw_id, not_a_task), user=request.api_user)
         user = request.api_user
     try:
         package = query_param(request, "package") not in (None, "", "0")
-        response = download_response(request, task, package)
+        response = download_response(request, task, package, part)
     except DownloadUnavailable as unavailable:
         raise ApiError(
             unavailable.message, unavailable.status,
@@ -318,8 +421,25 @@ def download(request):
             task, AuditEvent.Action.DOWNLOAD, user, auth.client_addr(request),
             via="signed link" if user is None else "credentials",
             range=request.META.get("HTTP_RANGE", ""), **({"package": True} if package else {}),
+            **({"part": part} if part != 1 else {}),
         )
     return response
+
+
+def _group_zip(request, group_id, members, user):
+    """Every file of a group (parts included) as one zip, streamed."""
+    from exports.views import zip_response
+
+    try:
+        paths = groups.zip_paths(members)
+    except DownloadUnavailable as unavailable:
+        raise ApiError(unavailable.message, unavailable.status, ArchiveTaskId=str(group_id)) from None
+    for task in members:
+        tasks.record_audit(
+            task, AuditEvent.Action.DOWNLOAD, user, auth.client_addr(request),
+            via="group zip" + (" (signed link)" if user is None else ""), group=str(group_id),
+        )
+    return zip_response(paths, f"group-{group_id}.zip")
 
 
 def _starts_at_zero(request) -> bool:
@@ -328,7 +448,7 @@ def _starts_at_zero(request) -> bool:
     return not header or header.startswith("bytes=0-")
 
 
-def _task_by_signed_link(request, raw_id):
+def _task_by_signed_link(request, raw_id, part: int = 1):
     invalid = ApiError(
         "the download link has expired or is invalid: ask /getarchivetaskstatus for a "
         "fresh Url, or download with credentials",
@@ -341,7 +461,7 @@ def _task_by_signed_link(request, raw_id):
     # Task rows are never deleted (chain of custody), so an unknown id is a forged link.
     task = ExportTask.objects.select_related("camera").filter(id=task_id).first()
     if task is None or not signing.link_is_valid(
-        task, query_param(request, "expires"), query_param(request, "signature")
+        task, query_param(request, "expires"), query_param(request, "signature"), part=part
     ):
         raise invalid
     return task

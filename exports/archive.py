@@ -676,6 +676,12 @@ def _overlapping(camera: Camera, start: datetime, end: datetime):
     return Segment.objects.filter(camera=camera, start__gte=earliest, start__lt=end, end__gt=start)
 
 
+def overlapping_segments(camera: Camera, start: datetime, end: datetime):
+    """The segments overlapping [start, end) in order of start, as a queryset: iterate it
+    with `.iterator()` to walk a week of segments without holding them all."""
+    return _overlapping(camera, start, end).order_by("start")
+
+
 def segments_covering(camera: Camera, start: datetime, end: datetime) -> Coverage:
     """The ordered segments overlapping [start, end) and the gaps between them in that range."""
     segments = list(_overlapping(camera, start, end).order_by("start"))

@@ -38,8 +38,9 @@ class DownloadUnavailable(Exception):
         self.status = status
 
 
-def export_file_path(task) -> Path:
-    """The task's file, guaranteed inside EXPORTS_DIR/<task id>/, or DownloadUnavailable."""
+def export_file_path(task, part: int = 1) -> Path:
+    """The task's file (or the given part of a task exported in parts), guaranteed inside
+    EXPORTS_DIR/<task id>/, or DownloadUnavailable."""
     state = ExportTask.State
     if task.state in (state.CREATED, state.IN_PROGRESS):
         raise DownloadUnavailable(
@@ -53,9 +54,36 @@ def export_file_path(task) -> Path:
         raise DownloadUnavailable("the file was written outside the download area", 410)
     folder = (Path(settings.EXPORTS_DIR) / str(task.id)).resolve()
     path = (Path(settings.EXPORTS_DIR) / task.output_path).resolve()
+    if part != 1:
+        path = (folder / _part_entry(task, part)["file"]).resolve()
     if path.parent != folder or not path.is_file():
         raise DownloadUnavailable("the export file is gone", 410)
     return path
+
+
+def task_file_paths(task) -> list[Path]:
+    """Every file of a ready task: its parts in order, or its one file."""
+    return [export_file_path(task, n) for n in range(1, len(task.parts or [None]) + 1)]
+
+
+def _part_entry(task, part: int) -> dict:
+    parts = task.parts or []
+    if not 1 <= part <= max(len(parts), 1):
+        raise DownloadUnavailable(
+            f"the export has no part {part}; it has {max(len(parts), 1)}", 404
+        )
+    return parts[part - 1] if parts else {"file": Path(task.output_path).name}
+
+
+def part_number(value) -> int:
+    """The `part` query parameter: 1 when absent; DownloadUnavailable(404) when not a
+    positive whole number."""
+    if value is None or value == "":
+        return 1
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 6 or int(text) < 1:
+        raise DownloadUnavailable(f"no such part {text[:20]!r}: parts are numbered from 1", 404)
+    return int(text)
 
 
 def parse_range(header: str, size: int):
@@ -89,22 +117,23 @@ def _position(digits: str):
     return _HUGE if len(digits) > _MAX_DIGITS else digits
 
 
-def download_response(request, task, package: bool = False) -> HttpResponse:
-    """The file, or its evidence package (`package=1`: a streamed zip; with the header
-    `X-Package-Password` it is AES-256 encrypted). Raises DownloadUnavailable."""
+def download_response(request, task, package: bool = False, part: int = 1) -> HttpResponse:
+    """The file (or part), or its evidence package (`package=1`: a streamed zip; with the
+    header `X-Package-Password` it is AES-256 encrypted). Raises DownloadUnavailable."""
     if not package:
-        return file_response(request, task)
+        return file_response(request, task, part)
     from exports.evidence_package import package_response, task_files
 
     password = request.META.get("HTTP_X_PACKAGE_PASSWORD") or None
     return package_response([(task, task_files(task))], Path(task.output_path).stem, password)
 
 
-def file_response(request, task) -> HttpResponse:
-    """The file of a ready task (raises DownloadUnavailable otherwise)."""
-    path = export_file_path(task)
+def file_response(request, task, part: int = 1) -> HttpResponse:
+    """The file (or part) of a ready task (raises DownloadUnavailable otherwise)."""
+    path = export_file_path(task, part)
     stat = path.stat()
-    etag = quote_etag(task.sha256 or f"{stat.st_size:x}-{int(stat.st_mtime):x}")
+    digest = task.sha256 if part == 1 else _part_entry(task, part).get("sha256", "")
+    etag = quote_etag(digest or f"{stat.st_size:x}-{int(stat.st_mtime):x}")
     last_modified = http_date(stat.st_mtime)
     headers = {
         "Content-Type": CONTENT_TYPES.get(task.format, "application/octet-stream"),
@@ -115,8 +144,8 @@ def file_response(request, task) -> HttpResponse:
         "Cache-Control": "private, no-transform",
         "X-Content-Type-Options": "nosniff",
     }
-    if task.sha256:
-        headers["X-Content-SHA256"] = task.sha256
+    if digest:
+        headers["X-Content-SHA256"] = digest
 
     if _not_modified(request, etag, stat.st_mtime):
         response = HttpResponse(status=304)

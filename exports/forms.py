@@ -8,6 +8,10 @@ from django.conf import settings
 
 from exports.tasks import exportable_camera
 
+# The smallest MaxFileSize: smaller parts would be mostly container overhead, and one GOP of
+# ordinary footage may not fit in them (the task would fail).
+MIN_MAX_FILE_SIZE = 1024 * 1024
+
 EXPORT_FORMATS = ("mp4", "avi", "flv", "mov", "asf", "mkv")
 
 _PSIM_TIME = re.compile(
@@ -153,6 +157,32 @@ class FormatField(forms.Field):
         return fmt
 
 
+class ByteCountField(forms.Field):
+    """A number of bytes: a whole JSON number (or its decimal spelling), at least `minimum`."""
+
+    def __init__(self, *, minimum: int, **kwargs):
+        super().__init__(**kwargs)
+        self.minimum = minimum
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 19:
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise forms.ValidationError("must be a whole number of bytes", code="invalid")
+        if value < self.minimum:
+            raise forms.ValidationError(
+                f"{value} is below the smallest limit, {self.minimum} bytes (1 MiB)", code="invalid"
+            )
+        if value >= 1 << 62:
+            raise forms.ValidationError(f"{value} is too large", code="invalid")
+        return value
+
+
+
 # -- case data (Name, Comment) and legal hold (Keep) ----------------------------------------
 
 
@@ -242,6 +272,9 @@ class ExportRequestForm(CaseDataFormMixin, forms.Form):
     )
     end = PsimTimeField(label="To", required=False)
     format = FormatField(label="Format", required=False)
+    max_file_size = ByteCountField(
+        label="Max file size", required=False, minimum=MIN_MAX_FILE_SIZE
+    )
 
     field_order = ["camera", "start", "end", "format"]  # then the case data
 
@@ -249,6 +282,7 @@ class ExportRequestForm(CaseDataFormMixin, forms.Form):
     API_NAMES = {
         "camera": "CameraId", "start": "From", "end": "To", "format": "Format",
         "name": "Name", "comment": "Comment", "keep": "Keep",
+        "max_file_size": "MaxFileSize",
     }
 
     def __init__(self, data=None, user=None, **kwargs):

@@ -32,6 +32,7 @@ from django.utils import timezone
 from rq.job import Job, get_current_job
 from rq.timeouts import JobTimeoutException
 
+from exports import options
 from exports.lease import Lease
 from exports.models import AuditEvent, ExportTask
 from exports.stall import ExportStalled, StallWatch
@@ -255,7 +256,7 @@ def execute_task(
     `stall_seconds`, an engine that reports nothing for that long is interrupted.
     """
     reporter = ProgressReporter(task, on_progress)
-    out_path = Path(out_path)
+    out_path = options.output_path(task, Path(out_path))
     try:
         with StallWatch(reporter, stall_seconds):
             result = _run_engine(task, out_path, reporter)
@@ -281,6 +282,9 @@ def _run_engine(task, out_path: Path, reporter):
     from exports.source_hashes import ParallelHasher
     from exports.tasks import human_utc
 
+    special = options.run(task, out_path, reporter)  # parts, mosaic (issue 13)
+    if special is not None:
+        return special
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with_db_retry(index_newest_files, task)
     coverage = with_db_retry(segments_covering, task.camera, task.start, task.end)
@@ -384,6 +388,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
         if keep_in_exports else None,
         error_message=_skipped_warning(result),
     )
+    fields.update(options.finish_fields(result))
 
     def publish() -> bool:
         # The UPDATE holds the row (PostgreSQL) or the database (SQLite) until the rename is
@@ -396,6 +401,7 @@ def _finish(task, out_path: Path, result, keep_in_exports: bool) -> bool:
                 os.replace(out_path, final)  # (already there if a first commit was lost)
                 for path in evidence:  # manifest.json and manifest.sig go with it
                     os.replace(path, final.with_name(path.name))
+                options.publish(result, out_path.parent, final.parent)
             _audit(task, AuditEvent.Action.FINISH, bytes=size, sha256=digest,
                    technique=fields["technique"])
             return True

@@ -151,10 +151,16 @@ class ExportTaskQuerySet(models.QuerySet):
     def restrict(self, user):
         """Tasks this caller may see: every task of a camera Camera.objects.restrict lets them
         export, not only their own (operators on a shift share evidence work; the camera grant
-        is the access boundary). Superusers also see tasks of disabled cameras."""
+        is the access boundary); a group's mosaic only if they may export every camera of the
+        group. Superusers also see tasks of disabled cameras."""
         if getattr(user, "is_superuser", False) and user.is_active:
             return self.all()
-        return self.filter(camera__in=Camera.objects.restrict(user).values("pk"))
+        allowed = Camera.objects.restrict(user).values("pk")
+        # A mosaic shows every camera of its group: only for who may export them all.
+        mixed = ExportTask.objects.filter(batch__isnull=False).exclude(camera__in=allowed)
+        return self.filter(camera__in=allowed).exclude(
+            ~Q(mosaic=""), batch__in=mixed.values("batch")
+        )
 
 
 class SegmentFrameIndex(models.Model):
@@ -233,6 +239,14 @@ class ExportTask(models.Model):
         related_name="+", verbose_name="hold set by",
     )
     kept_at = models.DateTimeField("hold set at", null=True, blank=True)
+    # Export options (issue 13). `max_file_size` (API `MaxFileSize`): the export is split into
+    # parts no larger than this. `parts`: one entry per file of a task exported in parts
+    # (exports/parts.py); the first is also `output_path`, what `Url` downloads.
+    max_file_size = models.BigIntegerField("max file size", null=True, blank=True)
+    parts = models.JSONField(default=list, blank=True)
+    # "2x2" or "3x3": this task of a group (`batch`) is the mosaic of the group's other tasks'
+    # cameras (exports/groups.py); its `camera` is the group's first, for the access rule.
+    mosaic = models.CharField(max_length=3, blank=True, default="")
 
     objects = ExportTaskQuerySet.as_manager()
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3 description of the JSON API, served at /openapi.json."""
 
-from exports.forms import EXPORT_FORMATS
+from exports.forms import EXPORT_FORMATS, MIN_MAX_FILE_SIZE
 
 TIME = {
     "type": "string",
@@ -23,10 +23,26 @@ TASK = {
         "State": {"type": "string", "enum": STATES},
     },
 }
+GROUP_TASKS = {
+    "type": "array",
+    "description": "A group (CameraIds): each camera's own task, in the order of CameraIds.",
+    "items": {
+        "type": "object",
+        "required": ["CameraId", "ArchiveTaskId"],
+        "properties": {
+            "CameraId": {"type": "string"},
+            "ArchiveTaskId": {"type": "string", "format": "uuid"},
+            "Mosaic": {"type": "string", "enum": ["2x2", "3x3"], "description": "The mosaic's task"},
+        },
+    },
+}
+CAMERA_IDS = {"type": "array", "items": {"type": "string"}, "description": "A group: its cameras"}
 CREATED = {
     **TASK,
     "properties": {
         **TASK["properties"],
+        "CameraIds": CAMERA_IDS,
+        "Tasks": GROUP_TASKS,
         "CameraId": {"type": "string"},
         "From": TIME,
         "To": TIME,
@@ -61,7 +77,34 @@ STATUS = {
         },
         "Url": {
             "type": ["string", "null"],
-            "description": "Signed link, valid without credentials until `expires`; null until ready.",
+            "description": "Signed link, valid without credentials until `expires`; null until ready. "
+            "For a task exported in parts: the first part.",
+        },
+        "CameraIds": CAMERA_IDS,
+        "Mosaic": {"type": "string", "enum": ["2x2", "3x3"], "description": "This task is a group's mosaic"},
+        "Tasks": {
+            "type": "array",
+            "description": "A group (CameraIds): each camera's task status. The group's Url is "
+            "a zip of every file, Percents the mean, State the common one (InProgress while "
+            "any runs, else the worst).",
+            "items": {"$ref": "#/components/schemas/Status"},
+        },
+        "Parts": {
+            "type": "array",
+            "description": "Only for a task given MaxFileSize or longer than one part (24 h): "
+            "each file in order, each part's first frame following the previous part's last; "
+            "empty until ready.",
+            "items": {
+                "type": "object",
+                "required": ["Url", "From", "To", "Bytes"],
+                "additionalProperties": False,
+                "properties": {
+                    "Url": {"type": "string", "description": "Signed link to this part"},
+                    "From": TIME,
+                    "To": TIME,
+                    "Bytes": {"type": "integer", "minimum": 0},
+                },
+            },
         },
         "PackageUrl": {
             "type": ["string", "null"],
@@ -141,10 +184,22 @@ HEALTH = {
 }
 CREATE_BODY = {
     "type": "object",
-    "required": ["CameraId", "From"],
+    "required": ["From"],
+    "anyOf": [{"required": ["CameraId"]}, {"required": ["CameraIds"]}],
     "description": "Field names match case-insensitively; unknown fields are ignored.",
     "properties": {
         "CameraId": {"type": ["string", "integer"], "example": "1"},
+        "CameraIds": {
+            "type": "array",
+            "items": {"type": ["string", "integer"]},
+            "minItems": 1,
+            "maxItems": 16,
+            "description": "Several cameras, one range: a group of tasks (one per camera, all "
+            "starting with the frame on screen at From) answered with one ArchiveTaskId, the "
+            "group's, whose status, download (a zip) and delete cover them all. A CameraId "
+            "beside them comes first. Every camera must be one you may export (else 404) and "
+            "have recording in the range (else 404); otherwise no task is made.",
+        },
         "From": {
             "type": "string",
             "description": "UTC; fractional seconds, `Z` or an offset such as +03:00 accepted.",
@@ -160,6 +215,21 @@ CREATE_BODY = {
             "description": "Case-insensitive; absent: PSIMEXPORT_CONTAINER_FORMAT.",
         },
         **CASE_FIELDS,
+        "Mosaic": {
+            "type": ["string", "null"],
+            "enum": ["2x2", "3x3", None],
+            "description": "With CameraIds (at most 4 or 9): one more task in the group, a video "
+            "of all the cameras in a grid on one clock, each tile labelled with its camera's "
+            "name (re-encoded to H.264; ranges of at most 1 hour).",
+        },
+        "MaxFileSize": {
+            "type": ["integer", "null"],
+            "minimum": MIN_MAX_FILE_SIZE,
+            "maximum": (1 << 62) - 1,
+            "description": "Bytes. Split the export into parts no larger than this, cut at "
+            "keyframes; the status lists them in `Parts`. Absent: one file (parts of at most "
+            "24 h for longer ranges).",
+        },
     },
 }
 
@@ -234,6 +304,7 @@ def document(request=None) -> dict:
                     "security": [{"token": []}, {"basic": []}, {"session": []}, {}],
                     "parameters": [
                         {"name": "file", "in": "query", "required": True, "schema": {"type": "string", "format": "uuid"}},
+                        {"name": "part", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "A part of a task exported in parts (default 1)"},
                         {"name": "expires", "in": "query", "schema": {"type": "integer"}},
                         {"name": "signature", "in": "query", "schema": {"type": "string"}},
                         {"name": "Range", "in": "header", "schema": {"type": "string"}},

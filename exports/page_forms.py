@@ -207,6 +207,18 @@ class ExportPageForm(forms.Form):
         label="Format", required=False,
         error_messages={"invalid_choice": "'%(value)s' is not a known format."},
     )
+    max_file_size = forms.DecimalField(
+        label="Max file size (MB)", required=False, min_value=0, max_digits=12, decimal_places=3,
+        help_text="Split the export into parts no larger than this (1 MB = 1,000,000 bytes; "
+        "at least 1.05 MB). Empty: one file (parts of at most 24 hours for longer ranges).",
+    )
+    mosaic = forms.ChoiceField(
+        label="Mosaic", required=False,
+        choices=[("", "No mosaic"), ("2x2", "2×2 grid (up to 4 cameras)"),
+                 ("3x3", "3×3 grid (up to 9 cameras)")],
+        help_text="With several cameras: also one video of them all side by side on one clock, "
+        "each tile labelled (re-encoded; at most 1 hour).",
+    )
     around = forms.TypedChoiceField(
         label="Around From", choices=AROUND_CHOICES, coerce=int, required=False, initial=5
     )
@@ -250,10 +262,12 @@ class ExportPageForm(forms.Form):
             self.add_error(None, "You may not set a legal hold (it needs the permission exports.keep_exporttask).")
         if self.errors:
             return data
+        if data.get("mosaic"):
+            self._check_mosaic(data)
         for camera_id in data.get("camera", []):
             request_form = ExportRequestForm(
                 {"camera": camera_id, "start": data["start"], "end": data.get("end"),
-                 "format": data.get("format"),
+                 "format": data.get("format"), "max_file_size": _bytes(data.get("max_file_size")),
                  **{key: data.get(mine) for key, mine in self.CASE_FIELDS.items()}},
                 user=self.user,
             )
@@ -271,6 +285,25 @@ class ExportPageForm(forms.Form):
                         message = f"{camera_id}: {message}"
                     self.add_error(target, _sentence(message))
         return data
+
+
+    def _check_mosaic(self, data) -> None:
+        from exports import groups, tasks
+
+        if len(data.get("camera", [])) < 2:
+            self.add_error("mosaic", "Choose at least two cameras for a mosaic.")
+            return
+        end = data.get("end")  # an open end is checked once resolved, when the task is made
+        length = end - data["start"] if end else timedelta(0)
+        try:
+            groups.check_mosaic(data["mosaic"], len(data["camera"]), length)
+        except tasks.TaskRefused as refused:
+            self.add_error("mosaic", _sentence(refused.message) + ".")
+
+
+def _bytes(megabytes):
+    """The form's MB (10^6 bytes, as upload limits are written) as whole bytes."""
+    return None if megabytes is None else int(megabytes * 1_000_000)
 
 
 def _sentence(message: str) -> str:

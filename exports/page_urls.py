@@ -22,6 +22,7 @@ urlpatterns = [
     path("tasks/batch/<uuid:batch_id>/zip/", views.batch_zip, name="batch-zip"),
     path("tasks/<uuid:task_id>/", views.task_detail, name="task-detail"),
     path("tasks/<uuid:task_id>/download/", views.task_download, name="task-download"),
+    path("tasks/<uuid:task_id>/parts.zip", views.task_parts_zip, name="task-parts-zip"),
     path("tasks/<uuid:task_id>/play/", views.task_play, name="task-play"),
     path("tasks/<uuid:task_id>/cancel/", views.task_cancel, name="task-cancel"),
     path("tasks/<uuid:task_id>/delete/", views.task_delete, name="task-delete"),

@@ -79,6 +79,8 @@ def visible_task(user, task_id):
     task = next(iter(found), None)
     if task is None or (getattr(user, "is_superuser", False) and user.is_active):
         return task
+    if task.mosaic:  # every camera of its group (the one rule, ExportTask.objects.restrict)
+        return task if ExportTask.objects.restrict(user).filter(id=task.id).exists() else None
     return task if Camera.objects.restrict(user).filter(pk=task.camera_id).exists() else None
 
 
@@ -109,7 +111,8 @@ def record_audit(task, action, user=None, remote_addr=None, **detail) -> AuditEv
 
 
 def create_export_task(
-    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, case=None
+    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, case=None,
+    max_file_size=None, mosaic="",
 ) -> ExportTask:
     """Resolve the range, check recording and disk, save the task and queue its job.
 
@@ -170,6 +173,8 @@ def create_export_task(
         start=start,
         end=end,
         format=fmt,
+        max_file_size=max_file_size,
+        mosaic=mosaic,
         source=source,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
         remote_addr=remote_addr or None,
@@ -535,7 +540,7 @@ def retry_task(task, user=None, remote_addr=None) -> ExportTask:
     changed = ExportTask.objects.filter(id=task.id, state=task.state).update(
         state=State.CREATED, percents=0, error_message="", started_at=None, finished_at=None,
         attempts=0, output_path="", size=None, sha256="", technique="", gaps=[], details={},
-        expires_at=None,
+        expires_at=None, parts=[],
     )
     task.refresh_from_db()
     if not changed:
@@ -558,15 +563,16 @@ LINK_STEP_SECONDS = 300
 LINK_LIFETIME_SECONDS = 3600
 
 
-def signed_download_url(task, request) -> str | None:
-    """Absolute link that works without credentials until `expires`; None until ready."""
+def signed_download_url(task, request, part: int = 1) -> str | None:
+    """Absolute link to the file (or one part of it) that works without credentials until
+    `expires`; None until ready."""
     if task.state != State.READY or not task.output_path:
         return None
     now = int(time.time())
     expires = now - now % LINK_STEP_SECONDS + LINK_LIFETIME_SECONDS + LINK_STEP_SECONDS
     if task.expires_at is not None and not task.keep:  # a kept file does not expire
         expires = min(expires, int(task.expires_at.timestamp()))
-    query = signing.signed_query(task, expires)
+    query = signing.signed_query(task, expires, part)
     return request.build_absolute_uri(reverse("api-download") + "?" + query)
 
 
@@ -604,7 +610,7 @@ def task_status_dict(task, request) -> dict:
     from exports.forms import format_psim_time
 
     url = signed_download_url(task, request)
-    return {
+    status = {
         "Percents": reported_percents(task),
         "Url": url,
         "PackageUrl": url and url + "&package=1",
@@ -616,6 +622,27 @@ def task_status_dict(task, request) -> dict:
         "State": task.state,
         **case_status_fields(task),
     }
+    if task.mosaic:
+        status["Mosaic"] = task.mosaic
+    if task.max_file_size or task.parts:  # only for tasks that asked for, or got, parts
+        status["Parts"] = status_parts(task, request)
+    return status
+
+
+def status_parts(task, request) -> list[dict]:
+    """`Parts`: each file of a task exported in parts, the first being `Url`'s; empty until
+    the task is ready."""
+    if task.state != State.READY:
+        return []
+    return [
+        {
+            "Url": signed_download_url(task, request, number),
+            "From": part["from"],
+            "To": part["to"],
+            "Bytes": part["bytes"],
+        }
+        for number, part in enumerate(task.parts or [], start=1)
+    ]
 
 
 def case_status_fields(task) -> dict:

@@ -8,6 +8,7 @@ the same code the JSON API runs, so pages and API cannot disagree.
 from __future__ import annotations
 
 import io
+import math
 import re
 import uuid
 import zipfile
@@ -29,7 +30,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from exports import archive, download, tasks, thumbnails
+from exports import archive, download, groups, tasks, thumbnails
 from exports.auth import client_addr
 from exports.models import AuditEvent, Camera, ExportTask
 from exports.page_forms import (
@@ -164,6 +165,13 @@ def export(request):
         return _render_export(request, form, preview=_preview(form))
     batch = uuid.uuid4() if len(form.requests) > 1 else None
     created = []
+    if batch and form.requests[0]["end"] is None:  # one range for all: files stay aligned
+        try:
+            common = groups.common_end([c["camera"] for c in form.requests], form.requests[0]["start"])
+        except tasks.TaskRefused:
+            common = None  # each camera is refused with its own message below
+        for cleaned in form.requests:
+            cleaned["end"] = common
     for cleaned in form.requests:
         try:
             created.append(
@@ -171,12 +179,15 @@ def export(request):
                     camera=cleaned["camera"], start=cleaned["start"], end=cleaned["end"],
                     fmt=cleaned["format"], user=request.user, source=ExportTask.Source.PAGE,
                     remote_addr=client_addr(request), batch=batch, case=cleaned["case"],
+                    max_file_size=cleaned.get("max_file_size"),
                 )
             )
         except tasks.TaskRefused as refused:
             message = _refusal_for_page(refused, cleaned, zone)
             name = cleaned["camera"].display_name
             form.add_error(None, f"{name}: {message}" if batch else message)
+    if batch and form.cleaned_data.get("mosaic") and len(created) == len(form.requests):
+        _add_mosaic(request, form, created, batch)
     if not created:
         return _render_export(request, form, preview=_preview(form))
     if form.non_field_errors():
@@ -185,6 +196,22 @@ def export(request):
     messages.success(request, f"Queued {noun}. Progress updates below.")
     target = reverse("tasks")
     return redirect(f"{target}?batch={batch}" if batch else target)
+
+
+def _add_mosaic(request, form, created, batch) -> None:
+    """The batch's mosaic task (exports/groups.py), after its cameras' tasks."""
+    first, grid = created[0], form.cleaned_data["mosaic"]
+    try:
+        groups.check_mosaic(grid, len(created), first.end - first.start)
+        created.append(
+            tasks.create_export_task(
+                camera=first.camera, start=first.start, end=first.end, fmt=first.format,
+                user=request.user, source=ExportTask.Source.PAGE,
+                remote_addr=client_addr(request), batch=batch, mosaic=grid,
+            )
+        )
+    except tasks.TaskRefused as refused:
+        form.add_error(None, _sentence(refused.message))
 
 
 def _refusal_for_page(refused, cleaned, zone) -> str:
@@ -301,10 +328,21 @@ def _preview(form) -> dict | None:
                 "gaps": coverage.gaps,
                 "segments": len(coverage.segments),
                 "estimated_bytes": _estimated_bytes(coverage.segments, start, end),
+                "parts": _estimated_parts(cleaned, start, end, coverage.segments),
                 "empty": not coverage.segments,
             }
         )
     return {"rows": rows, "format": form.cleaned_data["format"]}
+
+
+def _estimated_parts(cleaned, start, end, segments) -> int:
+    """How many files a MaxFileSize or a range longer than one part will make, roughly."""
+    from exports.parts import part_span
+
+    by_time = math.ceil((end - start) / part_span())
+    limit = cleaned.get("max_file_size")
+    by_size = math.ceil(_estimated_bytes(segments, start, end) / limit) if limit else 1
+    return max(by_time, by_size, 1)
 
 
 def _estimated_bytes(segments, start, end) -> int:
@@ -471,6 +509,7 @@ def task_detail(request, task_id):
         "local_start": to_local_input(task.start, user_zone(request.user)),
         "may_keep": tasks.may_keep(request.user),
         "retention_hours": settings.PSIMEXPORT_RETENTION_HOURS,
+        "parts": _parts_for_display(task.parts),
     }
     return render_page(request, "exports/task_detail.html", context, nav="tasks")
 
@@ -491,6 +530,17 @@ def task_keep(request, task_id):
         done = "is now under legal hold" if task.keep else "is released from legal hold"
         messages.success(request, f"Export {str(task.id)[:8]} {done}.")
     return redirect(_safe_next(request) or reverse("task-detail", args=[task.id]))
+
+
+def _parts_for_display(parts):
+    """The task's parts (exports/parts.py) with their ranges as datetimes."""
+    from exports.forms import parse_psim_time
+
+    return [
+        {**part, "number": number, "start": parse_psim_time(part["from"]),
+         "end": parse_psim_time(part["to"])}
+        for number, part in enumerate(parts or [], start=1)
+    ]
 
 
 def _gaps_for_display(gaps):
@@ -555,7 +605,8 @@ def task_download(request, task_id):
     """The file, through the API's download code (Range, ETag) but behind the page login."""
     task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
     try:
-        response = download.file_response(request, task)
+        part = download.part_number(request.GET.get("part"))
+        response = download.file_response(request, task, part)
     except download.DownloadUnavailable as unavailable:
         return render_page(
             request, "exports/unavailable.html", {"task": task, "message": unavailable.message},
@@ -563,8 +614,28 @@ def task_download(request, task_id):
         )
     # A <video> asks for many ranges; only a request from the first byte is a download.
     if response.status_code in (200, 206) and request.method == "GET" and _from_first_byte(request):
-        tasks.record_audit(task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request))
+        tasks.record_audit(
+            task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request),
+            **({"part": part} if part != 1 else {}),
+        )
     return response
+
+
+@login_required
+def task_parts_zip(request, task_id):
+    """Every part of a task exported in parts, as one zip streamed while it is written."""
+    task = get_object_or_404(tasks.visible_tasks(request.user), id=task_id)
+    try:
+        paths = download.task_file_paths(task)
+    except download.DownloadUnavailable as unavailable:
+        return render_page(
+            request, "exports/unavailable.html", {"task": task, "message": unavailable.message},
+            status=unavailable.status,
+        )
+    tasks.record_audit(
+        task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request), via="parts zip"
+    )
+    return zip_response(paths, f"export-{task.id}.zip")
 
 
 @login_required
@@ -607,20 +678,23 @@ def batch_zip(request, batch_id):
     )
     files = []
     for task in batch_tasks:
-        try:
-            files.append((task, download.export_file_path(task)))
+        try:  # every part of a task exported in parts
+            paths = download.task_file_paths(task)
         except download.DownloadUnavailable:
             continue
+        files.append((task, paths))
     if not files:
         raise Http404("No finished export in this batch.")
-    for task, _path in files:
+    for task, _paths in files:
         tasks.record_audit(
             task, AuditEvent.Action.DOWNLOAD, request.user, client_addr(request), via="zip"
         )
-    response = StreamingHttpResponse(
-        stream_zip([path for _task, path in files]), content_type="application/zip"
-    )
-    response["Content-Disposition"] = f'attachment; filename="batch-{batch_id}.zip"'
+    return zip_response([p for _task, paths in files for p in paths], f"batch-{batch_id}.zip")
+
+
+def zip_response(paths, name: str):
+    response = StreamingHttpResponse(stream_zip(paths), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"
     return response
 

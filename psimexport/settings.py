@@ -146,7 +146,9 @@ PSIMEXPORT_CONTAINER_FORMAT = envchoice(
     "PSIMEXPORT_CONTAINER_FORMAT", "mp4", ("mp4", "avi", "flv", "mov", "asf", "mkv")
 )
 PSIMEXPORT_RETENTION_HOURS = envint("PSIMEXPORT_RETENTION_HOURS", 24, minimum=1)
-PSIMEXPORT_MAX_RANGE_HOURS = envint("PSIMEXPORT_MAX_RANGE_HOURS", 24, minimum=1)
+PSIMEXPORT_MAX_RANGE_HOURS = envint("PSIMEXPORT_MAX_RANGE_HOURS", 168, minimum=1)
+# A longer range is exported as parts of at most this span (memory stays that of one part).
+PSIMEXPORT_PART_HOURS = 24
 PSIMEXPORT_MAX_BYTES = envint("PSIMEXPORT_MAX_BYTES", None, minimum=0)
 PSIMEXPORT_MIN_FREE_BYTES = envint("PSIMEXPORT_MIN_FREE_BYTES", 1024**3, minimum=0)
 PSIMEXPORT_MAX_CONCURRENT = envint("PSIMEXPORT_MAX_CONCURRENT", 2, minimum=1)

@@ -66,3 +66,43 @@ def test_real_responses_match_the_document(
     check(spec, "post", "/deletearchivetask", alice.post("/deletearchivetask", {"ArchiveTaskId": task_id}))
     check(spec, "get", "/download", alice.get("/download", {"file": task_id}))  # 410
     check(spec, "post", "/deletearchivetask", alice.post("/deletearchivetask", {}))  # 400
+
+
+def test_a_task_in_parts_matches_the_document(
+    spec, alice, exports_queue, django_capture_on_commit_callbacks
+):
+    body = {
+        "CameraId": "1", "From": psim(T0), "To": psim(T0 + timedelta(seconds=2)),
+        "MaxFileSize": 2**20,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        created = alice.create(**body)
+    check(spec, "post", "/createarchivetask", created)
+    task_id = created.json()["ArchiveTaskId"]
+    check(spec, "get", "/getarchivetaskstatus", alice.status(task_id))  # Parts empty
+    run_worker(exports_queue)
+    ready = alice.status(task_id)
+    check(spec, "get", "/getarchivetaskstatus", ready)
+    assert [part["Url"] for part in ready.json()["Parts"]] == [ready.json()["Url"]]
+    check(spec, "post", "/createarchivetask", alice.create(**{**body, "MaxFileSize": 5}))
+
+
+def test_a_group_matches_the_document(
+    spec, alice, exports_queue, django_capture_on_commit_callbacks, users, cameras
+):
+    cameras[1].allowed_users.add(users["alice"])
+    body = {"CameraIds": ["1", "2"], "From": psim(T0), "To": psim(T0 + timedelta(seconds=2))}
+    with django_capture_on_commit_callbacks(execute=True):
+        created = alice.create(**body)
+    check(spec, "post", "/createarchivetask", created)
+    group_id = created.json()["ArchiveTaskId"]
+    check(spec, "get", "/getarchivetaskstatus", alice.status(group_id))
+    run_worker(exports_queue)
+    check(spec, "get", "/getarchivetaskstatus", alice.status(group_id))
+    check(spec, "post", "/createarchivetask", alice.create(**{**body, "CameraIds": ["1", "9"]}))
+    check(spec, "post", "/deletearchivetask", alice.post("/deletearchivetask", {"ArchiveTaskId": group_id}))
+    with django_capture_on_commit_callbacks(execute=True):
+        mosaic = alice.create(**body, Mosaic="2x2")
+    check(spec, "post", "/createarchivetask", mosaic)
+    run_worker(exports_queue)
+    check(spec, "get", "/getarchivetaskstatus", alice.status(mosaic.json()["ArchiveTaskId"]))

@@ -320,7 +320,7 @@ def test_format_defaults_to_the_setting(alice, settings):
     "data, field, message",
     [
         ({"start": BASE + 5 * SECOND, "end": BASE + 2 * SECOND}, "end", "Must be after From"),
-        ({"start": BASE, "end": BASE + timedelta(hours=30)}, "end", "longer than the 24 hours"),
+        ({"start": BASE, "end": BASE + timedelta(hours=170)}, "end", "longer than the 168 hours"),
         ({"start": "yesterday"}, "start", "Enter a valid date/time"),
         ({"camera": "2"}, "camera", "'2' is not a camera you may export"),  # as if it did not exist
         ({"format": "webm"}, "format", "'webm' is not a known format"),

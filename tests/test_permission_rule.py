@@ -115,6 +115,7 @@ def probes(world):
         "task-package": ("page", lambda c: c.get(f"/tasks/{ready.id}/package/"), "404"),
         "batch-package": ("page", lambda c: c.get(f"/tasks/batch/{ready.batch}/package/"), "404"),
         "task-download": ("page", lambda c: c.get(f"/tasks/{ready.id}/download/"), "404"),
+        "task-parts-zip": ("page", lambda c: c.get(f"/tasks/{ready.id}/parts.zip"), "404"),
         "task-cancel": ("page", lambda c: c.post(f"/tasks/{queued.id}/cancel/"), "404"),
         "task-delete": ("page", lambda c: c.post(f"/tasks/{queued.id}/delete/"), "404"),
         "task-retry": ("page", lambda c: c.post(f"/tasks/{queued.id}/retry/"), "404"),

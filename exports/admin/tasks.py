@@ -72,7 +72,17 @@ class ExportTaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="size")
     def size_display(self, task):
-        return filesizeformat(task.size) if task.size else "—"
+        """The size, and how an export option shaped the files (parts, their limit, a mosaic):
+        one column, so the list still fits a laptop."""
+        size = filesizeformat(task.size) if task.size else "—"
+        notes = []
+        if len(task.parts or []) > 1:
+            notes.append(f"{len(task.parts)} parts")
+        if task.max_file_size:
+            notes.append(f"≤ {filesizeformat(task.max_file_size)} each")
+        if task.mosaic:
+            notes.append(f"mosaic {task.mosaic}")
+        return f"{size} ({', '.join(notes)})" if notes else size
 
     @admin.display(description="job queue")
     def queue_link(self, task):

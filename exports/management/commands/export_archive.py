@@ -76,6 +76,10 @@ class Command(BaseCommand):
             "sha256": task.sha256,
             "task": str(task.id),
         }
+        if task.parts:  # a range longer than one part: the files beside --output, in order
+            summary["output"] = str(out_path.with_name(task.parts[0]["file"]))
+            summary["bytes"] = task.size
+            summary["parts"] = [str(out_path.with_name(part["file"])) for part in task.parts]
         self.stdout.write(json.dumps(summary))
 
     def _parse_times(self, start, end):
