@@ -18,6 +18,7 @@ from exports import auth, signing, tasks, throttle
 from exports.download import DownloadUnavailable, file_response
 from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
 from exports.models import AuditEvent, ExportTask
+from exports.option_fields import API_OPTION_FIELDS, task_options
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,9 @@ def _task_for(request, raw_id, *, missing_message: str):
 
 # -- endpoints --------------------------------------------------------------------------------
 
-_CREATE_FIELDS = {"cameraid": "camera", "from": "start", "to": "end", "format": "format"}
+_CREATE_FIELDS = {
+    "cameraid": "camera", "from": "start", "to": "end", "format": "format", **API_OPTION_FIELDS,
+}
 
 
 @api_endpoint(methods=("POST",))
@@ -200,6 +203,7 @@ def create_archive_task(request):
             user=request.api_user,
             source=ExportTask.Source.API,
             remote_addr=auth.client_addr(request),
+            options=task_options(cleaned),
         )
     except tasks.TaskRefused as refusal:
         echo.update(CameraId=cleaned["camera"].camera_id, From=format_psim_time(cleaned["start"]))

@@ -295,7 +295,13 @@ def _run_engine(task, out_path: Path, reporter):
         media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
         for seg in coverage.segments
     ]
-    return media.export(
+    # Picture options (still, overlay, timelapse) take their own engine entry.
+    from exports.media.options import export_with_options
+    from exports.option_fields import picture_options
+
+    options = picture_options(task)
+    run = media.export if options is None else functools.partial(export_with_options, options=options)
+    return run(
         sources,
         task.start,
         task.end,

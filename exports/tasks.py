@@ -109,7 +109,7 @@ def record_audit(task, action, user=None, remote_addr=None, **detail) -> AuditEv
 
 
 def create_export_task(
-    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None
+    *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, options=None
 ) -> ExportTask:
     """Resolve the range, check recording and disk, save the task and queue its job.
 
@@ -118,7 +118,11 @@ def create_export_task(
     (the row is then kept as Failed "job queue unavailable" for the audit trail).
     """
     from exports.archive import last_recorded_frame
+    from exports.media.options import STILL_WINDOW
+    from exports.media.stills import FORMATS as STILL_FORMATS
 
+    if fmt in STILL_FORMATS:  # the frame on screen at From: its task covers [From, From + 1 ms)
+        end = start + STILL_WINDOW
     if source != ExportTask.Source.COMMAND:
         check_queue_quota(user)
     # Refresh the index only when the range reaches past what it knows (the newest minute of
@@ -157,6 +161,7 @@ def create_export_task(
         source=source,
         requested_by=user if getattr(user, "is_authenticated", False) else None,
         remote_addr=remote_addr or None,
+        **(options or {}),  # picture options: ExportTask field values (option_fields.task_options)
     )
     return _save_and_enqueue(task, user, remote_addr)
 

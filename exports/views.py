@@ -30,7 +30,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from exports import archive, download, tasks, thumbnails
 from exports.auth import client_addr
+from exports.forms import STILL_FORMATS
+from exports.media.options import STILL_WINDOW
 from exports.models import AuditEvent, Camera, ExportTask
+from exports.option_cost import reencode_estimate
+from exports.option_fields import task_options
 from exports.page_forms import (
     ExportPageForm,
     PreferencesForm,
@@ -170,6 +174,7 @@ def export(request):
                     camera=cleaned["camera"], start=cleaned["start"], end=cleaned["end"],
                     fmt=cleaned["format"], user=request.user, source=ExportTask.Source.PAGE,
                     remote_addr=client_addr(request), batch=batch,
+                    options=task_options(cleaned),
                 )
             )
         except tasks.TaskRefused as refused:
@@ -284,6 +289,9 @@ def _preview(form) -> dict | None:
     rows = []
     for cleaned in form.requests:
         camera, start, end = cleaned["camera"], cleaned["start"], cleaned["end"]
+        still = cleaned["format"] in STILL_FORMATS
+        if still:
+            end = start + STILL_WINDOW
         if end is None:
             end = archive.last_recorded_frame(camera)
             if end is None or end <= start:
@@ -301,6 +309,11 @@ def _preview(form) -> dict | None:
                 "segments": len(coverage.segments),
                 "estimated_bytes": _estimated_bytes(coverage.segments, start, end),
                 "empty": not coverage.segments,
+                "still": still,
+                "cost": reencode_estimate(
+                    coverage.segments, start, end, overlay=cleaned.get("overlay"),
+                    speed=cleaned.get("speed"), still=still,
+                ),
             }
         )
     return {"rows": rows, "format": form.cleaned_data["format"]}

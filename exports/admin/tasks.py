@@ -19,10 +19,10 @@ class ExportTaskAdmin(admin.ModelAdmin):
     # Narrow columns, so the list fits a 1366 px laptop: a short id (the full one is its
     # title), the range in one column with seconds, the end's date only when it differs.
     list_display = (
-        "short_id", "camera", "time_range", "format", "state", "percents", "size_display",
-        "requested_by", "source", "created_at",
+        "short_id", "camera", "time_range", "format", "options", "state", "percents",
+        "size_display", "requested_by", "source", "created_at",
     )
-    list_filter = ("state", "format", "source", "camera")
+    list_filter = ("state", "format", "source", "overlay", "camera")
     search_fields = ("id", "camera__camera_id", "camera__name", "requested_by__username")
     date_hierarchy = "created_at"
     actions = ("cancel_tasks", "delete_files")
@@ -46,6 +46,10 @@ class ExportTaskAdmin(admin.ModelAdmin):
         from exports.templatetags.pages import span_text
 
         return span_text(task.start, task.end)
+
+    @admin.display(description="options")
+    def options(self, task):
+        return task.options_text or "—"  # still, overlay, timelapse
 
     @admin.display(description="size")
     def size_display(self, task):
