@@ -100,8 +100,11 @@ def get_queue():
 
 def job_timeout(task) -> int:
     """Generous: ten minutes plus twice the range's length (transcoding can be slower than
-    remuxing, but rarely slower than half real time)."""
-    return int(600 + 2 * (task.end - task.start).total_seconds())
+    remuxing, but rarely slower than half real time). An overlay or timelapse decodes every
+    frame: 1080p took 2.6 s of work per recorded second on a busy 2-core machine
+    (bench/options_bench.py), so those get twelve times the range."""
+    factor = 12 if (getattr(task, "overlay", False) or getattr(task, "speed", None)) else 2
+    return int(600 + factor * (task.end - task.start).total_seconds())
 
 
 def enqueue_export(task, at_front: bool | None = None) -> None:
