@@ -71,6 +71,9 @@ GLYPHS: dict[str, np.ndarray] = {
     for char, rows in _ROWS.items()
 }
 
+# Each glyph in its cell (spacing right and below), ready to be put side by side.
+_CELLS = {char: np.pad(glyph, ((0, 1), (0, 1))) for char, glyph in GLYPHS.items()}
+
 
 def printable(text: str) -> str:
     """`text` as this font draws it: upper case, unknown characters as `?`."""
@@ -84,7 +87,6 @@ def render(text: str, scale: int) -> np.ndarray:
     top left), so character k starts at column k × CELL_WIDTH × scale.
     """
     text = printable(text)
-    mask = np.zeros((CELL_HEIGHT, CELL_WIDTH * max(1, len(text))), dtype=bool)
-    for k, char in enumerate(text):
-        mask[:HEIGHT, k * CELL_WIDTH : k * CELL_WIDTH + WIDTH] = GLYPHS[char]
-    return np.kron(mask, np.ones((scale, scale), dtype=bool))
+    cells = [_CELLS[char] for char in text] or [_CELLS[" "]]
+    mask = np.concatenate(cells, axis=1)
+    return mask.repeat(scale, axis=0).repeat(scale, axis=1)

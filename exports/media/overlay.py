@@ -72,20 +72,28 @@ def label_box(spec: OverlaySpec, lines: list[str], width: int, height: int):
 
 
 def draw(frame: av.VideoFrame, spec: OverlaySpec, wall: datetime) -> av.VideoFrame:
-    """A copy of `frame` (4:2:0) with the label for `wall` drawn in."""
+    """A copy of `frame` (as 4:2:0) with the label for `wall` drawn in."""
     fmt = "yuvj420p" if frame.format.name == "yuvj420p" else "yuv420p"
-    picture = frame.to_ndarray(format=fmt)  # a copy: luma rows, then U and V packed
-    height, width = frame.height, frame.width
-    top, left, mask = label_box(spec, spec.lines(wall), width, height)
-    luma = picture[:height]
+    source = frame if frame.format.name == fmt else frame.reformat(format=fmt)
+    out = av.VideoFrame(frame.width, frame.height, fmt)
+    planes = [_copy_plane(a, b) for a, b in zip(source.planes, out.planes, strict=True)]
+    top, left, mask = label_box(spec, spec.lines(wall), frame.width, frame.height)
     rows, cols = mask.shape
-    luma[top : top + rows, left : left + cols] = np.where(mask, TEXT_Y, BOX_Y)
-    if width % 2 == 0 and height % 2 == 0:
-        both = picture[height:].reshape(2, height // 2, width // 2)  # a view: U, then V
-        for chroma in both:
-            chroma[top // 2 : (top + rows + 1) // 2, left // 2 : (left + cols + 1) // 2] = NEUTRAL
-    out = av.VideoFrame.from_ndarray(picture, format=fmt)
+    planes[0][top : top + rows, left : left + cols] = np.where(mask, TEXT_Y, BOX_Y)
+    for chroma in planes[1:]:  # half resolution: the box's chroma made neutral grey
+        chroma[top // 2 : (top + rows + 1) // 2, left // 2 : (left + cols + 1) // 2] = NEUTRAL
     out.pts = frame.pts
     if frame.time_base is not None:
         out.time_base = frame.time_base
     return out
+
+
+def _copy_plane(source, target) -> np.ndarray:
+    """Copy one plane's pixels; return a writable view of the target's (rows × width)."""
+    def view(plane):
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        return rows[: plane.height, : plane.width]
+
+    pixels = view(target)
+    pixels[:] = view(source)
+    return pixels
