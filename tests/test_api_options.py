@@ -1,10 +1,12 @@
 """Export options through the API, the job and the pages: stills, overlay, timelapse."""
 
 import io
+import json
 from datetime import timedelta
 
 import av
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from exports.media import overlay, synth
@@ -151,3 +153,20 @@ def test_export_form_offers_the_options_and_previews_their_cost(users, exports_q
     assert response.status_code == 302
     task = ExportTask.objects.get()
     assert (task.overlay, task.overlay_position, task.speed) == (True, "bottom-right", 4)
+
+
+def test_export_archive_command_takes_the_options(cameras, tmp_path):
+    still = tmp_path / "still.png"
+    call_command("export_archive", "1", psim(T0 + timedelta(seconds=1.5)), "--output", str(still),
+                 stdout=io.StringIO())
+    (gray,) = frames_of(still.read_bytes())
+    assert synth.frame_wall_time(gray) == T0 + timedelta(seconds=1.48)
+    clip = tmp_path / "fast.mkv"
+    stdout = io.StringIO()
+    call_command("export_archive", "1", psim(T0), psim(T0 + timedelta(seconds=4)), "--speed", "10",
+                 "--overlay", "bottom-right", "--output", str(clip), stdout=stdout)
+    assert json.loads(stdout.getvalue())["technique"] == "timelapse_overlay_transcode"
+    walls = [synth.frame_wall_time(g) for g in frames_of(clip.read_bytes())]
+    assert walls == [T0 + 10 * k * FRAME for k in range(10)]
+    with pytest.raises(CommandError, match="--speed 1 is not from 2 to 1000"):
+        call_command("export_archive", "1", psim(T0), "--speed", "1", "--output", str(clip), "--force")
