@@ -239,6 +239,9 @@ def output_file_name(task) -> str:
     def stamp(moment):
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
 
+    if task.format in ("jpg", "png"):  # a still: one instant, to the millisecond
+        instant = task.start.astimezone(UTC)
+        return f"camera-{camera}_{instant:%Y-%m-%dT%H-%M-%S}.{instant.microsecond // 1000:03d}Z.{task.format}"
     return f"camera-{camera}_{stamp(task.start)}_{stamp(task.end)}.{task.format}"
 
 

@@ -12,7 +12,7 @@ from django.test import Client
 from exports.media import overlay, synth
 from exports.models import ExportTask
 from tests import api_support
-from tests.api_support import FRAME, T0, psim, run_worker
+from tests.api_support import FRAME, T0, psim, run_worker, settings_exports_dir
 from tests.media_helpers import read_overlay_line
 from tests.test_api import fetch
 
@@ -52,7 +52,9 @@ def test_still_over_the_api_is_the_frame_at_from_as_a_jpeg(
     assert body["From"] == "2026-11-20T10:00:02.450Z" and body["To"] == "2026-11-20T10:00:02.451Z"
     response, data = fetch(status["Url"])
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
-    assert response["Content-Disposition"].endswith('.jpg"')
+    assert response["Content-Disposition"] == (
+        'attachment; filename="camera-1_2026-11-20T10-00-02.450Z.jpg"'
+    )
     (gray,) = frames_of(data)
     assert gray.shape == (120, 160)
     assert synth.frame_wall_time(gray) == T0 + timedelta(seconds=2.44)
@@ -170,3 +172,27 @@ def test_export_archive_command_takes_the_options(cameras, tmp_path):
     assert walls == [T0 + 10 * k * FRAME for k in range(10)]
     with pytest.raises(CommandError, match="--speed 1 is not from 2 to 1000"):
         call_command("export_archive", "1", psim(T0), "--speed", "1", "--output", str(clip), "--force")
+
+
+def test_a_batch_of_stills_is_one_still_per_camera_at_one_instant(
+    users, exports_queue, django_capture_on_commit_callbacks
+):
+    client = Client()
+    client.force_login(users["root"])
+    at = T0 + timedelta(seconds=1.5)
+    form = {"camera": ["1", "2"], "start": at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "end": (at + timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S"), "format": "jpg",
+            "action": "export"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post("/export/", form).status_code == 302
+    run_worker(exports_queue)
+    made = ExportTask.objects.order_by("camera__camera_id")
+    assert [t.camera.camera_id for t in made] == ["1", "2"]
+    assert made[0].batch is not None and made[0].batch == made[1].batch
+    for task in made:
+        assert task.state == "ReadyForDownload" and task.start == at
+        data = (settings_exports_dir() / task.output_path).read_bytes()
+        (gray,) = frames_of(data)
+        assert synth.frame_wall_time(gray) == T0 + timedelta(seconds=1.48)
+        page = client.get(f"/tasks/{task.id}/").content.decode()
+        assert 'class="still"' in page and "still (jpg)" in page
