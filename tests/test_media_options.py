@@ -209,3 +209,28 @@ def test_timelapse_with_overlay_draws_the_kept_frames_times(archive, tmp_path):
     assert [wall for _, _, wall in pairs] == [T0 + timedelta(seconds=s) for s in range(6)]
     for _, text, wall in pairs:
         assert text == f"{wall:%Y-%m-%d %H:%M:%S}.000 UTC"
+
+
+@pytest.mark.parametrize("vcodec", ["hevc", "mjpeg"])
+def test_overlay_reads_back_on_other_codecs(vcodec, tmp_path):
+    spec = synth.SegmentSpec(vcodec=vcodec, width=320, height=240, acodec=None)
+    segments = make_archive(tmp_path, spec, count=1)
+    label = overlay.OverlaySpec("Gate", "bottom-left", None, milliseconds=True)
+    out = tmp_path / "overlay.mkv"
+    result = export_with_options(
+        segments, T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=1.5), "mkv", out,
+        PictureOptions(overlay=label),
+    )
+    assert result.frames == 26
+    lines = label.lines(T0)
+    top, left, _ = overlay.label_box(label, lines, 320, 240)
+    scale = overlay.scale_for(320, 240)
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        for frame in container.decode(video=0):
+            gray = frame.to_ndarray(format="gray")
+            text = read_overlay_line(
+                gray, top + scale + bitmapfont.CELL_HEIGHT * scale, left + scale, scale, len(lines[1])
+            )
+            wall = synth.frame_wall_time(gray)
+            assert text == f"{wall:%Y-%m-%d %H:%M:%S}.{wall.microsecond // 1000:03d} UTC"

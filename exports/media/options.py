@@ -24,7 +24,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -265,7 +265,10 @@ def _video(plan, indexed, tmp_path, ticker, options: PictureOptions, title, star
         selection = select_timelapse(plan, indexed, speed, plan.video_mode == "copy" and not drawing)
     why = "overlay drawn into the picture" if drawing else f"timelapse at {speed}x"
     reshaped, kept = reshape(plan, indexed, selection, speed, keep_audio=speed == 1, why=why)
-    title = title or f"recording from {start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
+    title = title or (
+        f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
+        f"to {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    )
     creation = max(chosen[0].start, start)
     _run(reshaped, indexed, tmp_path, ticker, title, creation, options.overlay)
     result = OptionResult(**vars(_result(reshaped, [])))
