@@ -261,6 +261,10 @@ def _quick_range(post, zone) -> dict:
         "around": post.get("around") or 5,
         "start": post.get("start"),
         "end": post.get("end"),
+        # The picture options stay as the user set them.
+        **{name: post.get(name) for name in ("overlay_position", "overlay_zone", "speed")},
+        "overlay": bool(post.get("overlay")),
+        "overlay_ms": bool(post.get("overlay_ms")),
     }
     quick = post["quick"]
     now = timezone.now().replace(microsecond=0)

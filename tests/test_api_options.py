@@ -151,6 +151,10 @@ def test_export_form_offers_the_options_and_previews_their_cost(users, exports_q
     assert "re-encodes: about" in preview
     still = client.get("/export/preview/", {**form, "format": "png", "speed": ""}).content.decode()
     assert "one png image of the frame on screen at From" in still
+    quick = client.post("/export/", {**form, "quick": "last-5"}).context["form"]
+    assert (quick["overlay"].value(), quick["overlay_position"].value(), quick["speed"].value()) == (
+        True, "bottom-right", "4"
+    )
     response = client.post("/export/", {**form, "action": "export"})
     assert response.status_code == 302
     task = ExportTask.objects.get()
