@@ -8,7 +8,8 @@ files, cached in bench/.cache/). Prints seconds per minute of footage (best of -
 the plain copy (engine.export, mp4), the overlay (every frame decoded, drawn, encoded), a
 timelapse at 10× (every frame decoded, one in ten encoded), a timelapse at 50× (every kept
 frame is a keyframe: copied, nothing decoded), and the latency of a jpg and a png still
-taken mid-GOP (decoded from the keyframe before it). From the overlay and 10× runs it derives
+taken mid-GOP (decoded from the keyframe before it), and the median time of drawing the overlay
+on a decoded 1080p frame. From the overlay and 10× runs it derives
 the per-frame costs the export form's preview uses (exports/option_cost.py).
 """
 
@@ -25,11 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import av  # noqa: E402
 import export_bench  # noqa: E402
 
 from exports.media import export  # noqa: E402
 from exports.media.options import PictureOptions, export_with_options  # noqa: E402
-from exports.media.overlay import OverlaySpec  # noqa: E402
+from exports.media.overlay import OverlaySpec, draw  # noqa: E402
 
 OUT = export_bench.CACHE / "options-out"
 
@@ -41,6 +43,18 @@ def best_of(rounds: int, run) -> tuple[float, object]:
         result = run()
         best = min(best, time.perf_counter() - began)
     return best, result
+
+
+def draw_cost(path: Path, spec: OverlaySpec, count: int = 100) -> float:
+    """Milliseconds overlay.draw takes per decoded frame of `path` (the median)."""
+    with av.open(str(path)) as container:
+        frames = [f for _, f in zip(range(count), container.decode(video=0), strict=False)]
+    costs = []
+    for frame in frames:
+        began = time.perf_counter()
+        draw(frame, spec, export_bench.T0)
+        costs.append(time.perf_counter() - began)
+    return sorted(costs)[len(costs) // 2] * 1000
 
 
 def main() -> None:
@@ -83,6 +97,8 @@ def main() -> None:
             segments, mid_gop, mid_gop, f, o, PictureOptions("1", "Bench camera")))
         print(f"  still {fmt} (mid-GOP, 50 frames decoded) {seconds * 1000:7.0f} ms, "
               f"{out.stat().st_size / 1e6:.2f} MB")
+    draw_ms = draw_cost(segments[0].path, overlay)
+    print(f"  drawing the overlay alone: {draw_ms:.1f} ms per 1080p frame (copy + label)")
     # overlay = frames × (decode + draw/encode); 10× = frames × decode + frames/10 × encode.
     overlay_s, tl_s = times["overlay (ms, Berlin time)"], times["timelapse 10x"]
     encode = (overlay_s - tl_s) / (frames - frames / 10)
