@@ -19,7 +19,7 @@ class ExportTaskAdmin(admin.ModelAdmin):
     # Narrow columns, so the list fits a 1366 px laptop: a short id (the full one is its
     # title), the range in one column with seconds, the end's date only when it differs.
     list_display = (
-        "short_id", "camera", "time_range", "format", "options", "state", "percents",
+        "short_id", "camera", "time_range", "format_options", "state", "percents",
         "size_display", "requested_by", "source", "created_at",
     )
     list_filter = ("state", "format", "source", "overlay", "camera")
@@ -47,9 +47,12 @@ class ExportTaskAdmin(admin.ModelAdmin):
 
         return span_text(task.start, task.end)
 
-    @admin.display(description="options")
-    def options(self, task):
-        return task.options_text or "—"  # still, overlay, timelapse
+    @admin.display(description="format", ordering="format")
+    def format_options(self, task):
+        """The format and, in few letters, the options (in full on hover): the list must
+        still fit a 1366 px screen."""
+        short = " ".join([task.format] + ["overlay"] * task.overlay + [f"{task.speed}×"] * bool(task.speed))
+        return format_html('<span title="{}">{}</span>', task.options_text or task.format, short)
 
     @admin.display(description="size")
     def size_display(self, task):
