@@ -18,6 +18,7 @@ from exports import auth, groups, signing, tasks, throttle
 from exports.download import DownloadUnavailable, download_response, part_number
 from exports.forms import ExportRequestForm, format_psim_time, parse_psim_time
 from exports.models import AuditEvent, ExportTask
+from exports.option_fields import API_OPTION_FIELDS, task_options
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def _task_for(request, raw_id, *, missing_message: str):
 
 _CREATE_FIELDS = {
     "cameraid": "camera", "from": "start", "to": "end", "format": "format",
-    "maxfilesize": "max_file_size",
+    "maxfilesize": "max_file_size", **API_OPTION_FIELDS,
 }
 _CASE_FIELDS = {"name": "name", "comment": "comment", "keep": "keep"}  # optional, ours
 
@@ -211,6 +212,7 @@ def create_archive_task(request):
             source=ExportTask.Source.API,
             remote_addr=auth.client_addr(request),
             case=form.case_data(),
+            options=task_options(cleaned),
         )
     except tasks.TaskRefused as refusal:
         echo.update(CameraId=cleaned["camera"].camera_id, From=format_psim_time(cleaned["start"]))

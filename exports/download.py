@@ -21,6 +21,8 @@ CONTENT_TYPES = {
     "mov": "video/quicktime",
     "asf": "video/x-ms-asf",
     "mkv": "video/x-matroska",
+    "jpg": "image/jpeg",
+    "png": "image/png",
 }
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from django import forms
 from django.conf import settings
 
+from exports.media.overlay import POSITIONS, ZONES
+from exports.option_fields import API_OPTION_NAMES, ChoiceTextField, SpeedField, StrictBooleanField
 from exports.tasks import exportable_camera
 
 # The smallest MaxFileSize: smaller parts would be mostly container overhead, and one GOP of
@@ -13,6 +15,8 @@ from exports.tasks import exportable_camera
 MIN_MAX_FILE_SIZE = 1024 * 1024
 
 EXPORT_FORMATS = ("mp4", "avi", "flv", "mov", "asf", "mkv")
+STILL_FORMATS = ("jpg", "png")  # a still image of the frame on screen at From
+ALL_FORMATS = EXPORT_FORMATS + STILL_FORMATS
 
 _PSIM_TIME = re.compile(
     r"""^\s*
@@ -145,13 +149,14 @@ class FormatField(forms.Field):
             return None
         if not isinstance(value, str):
             raise forms.ValidationError(
-                f"must be a string, one of {', '.join(EXPORT_FORMATS)}", code="invalid"
+                f"must be a string, one of {', '.join(ALL_FORMATS)}", code="invalid"
             )
         fmt = value.strip().lower().lstrip(".")
-        if fmt not in EXPORT_FORMATS:
+        fmt = "jpg" if fmt == "jpeg" else fmt
+        if fmt not in ALL_FORMATS:
             raise forms.ValidationError(
                 f"{_shorten(value)!r} is not a known format; choose one of "
-                f"{', '.join(EXPORT_FORMATS)}",
+                f"{', '.join(ALL_FORMATS)}",
                 code="invalid",
             )
         return fmt
@@ -276,6 +281,13 @@ class ExportRequestForm(CaseDataFormMixin, forms.Form):
         label="Max file size", required=False, minimum=MIN_MAX_FILE_SIZE
     )
 
+    # Picture options (exports/option_fields.py); absent: the plain export.
+    overlay = StrictBooleanField(label="Overlay")
+    overlay_position = ChoiceTextField(POSITIONS, label="Overlay position")
+    overlay_zone = ChoiceTextField(ZONES, label="Overlay time zone")
+    overlay_ms = StrictBooleanField(label="Overlay milliseconds")
+    speed = SpeedField(label="Speed", required=False)
+
     field_order = ["camera", "start", "end", "format"]  # then the case data
 
     # The names the JSON API uses for the fields, for its error messages.
@@ -283,6 +295,7 @@ class ExportRequestForm(CaseDataFormMixin, forms.Form):
         "camera": "CameraId", "start": "From", "end": "To", "format": "Format",
         "name": "Name", "comment": "Comment", "keep": "Keep",
         "max_file_size": "MaxFileSize",
+        **API_OPTION_NAMES,
     }
 
     def __init__(self, data=None, user=None, **kwargs):
@@ -307,6 +320,12 @@ class ExportRequestForm(CaseDataFormMixin, forms.Form):
     def clean(self):
         data = super().clean()
         start, end = data.get("start"), data.get("end")
+        if data.get("format") in STILL_FORMATS:
+            # A still is the frame on screen at From; a To (PSIM clients always send one) is
+            # ignored rather than refused.
+            data["end"] = end = None
+            if data.get("speed"):
+                self.add_error("speed", "does not apply to a still (Format jpg or png)")
         if start is not None and end is not None:
             if end <= start:
                 self.add_error("end", "must be after From")

@@ -93,8 +93,11 @@ def get_queue():
 
 def job_timeout(task) -> int:
     """Generous: ten minutes plus twice the range's length (transcoding can be slower than
-    remuxing, but rarely slower than half real time)."""
-    return int(600 + 2 * (task.end - task.start).total_seconds())
+    remuxing, but rarely slower than half real time). An overlay or timelapse decodes every
+    frame: 1080p took 2.6 s of work per recorded second on a busy 2-core machine
+    (bench/options_bench.py), so those get twelve times the range."""
+    factor = 12 if (getattr(task, "overlay", False) or getattr(task, "speed", None)) else 2
+    return int(600 + factor * (task.end - task.start).total_seconds())
 
 
 def enqueue_export(task, at_front: bool | None = None) -> None:
@@ -229,6 +232,9 @@ def output_file_name(task) -> str:
     def stamp(moment):
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
 
+    if task.format in ("jpg", "png"):  # a still: one instant, to the millisecond
+        instant = task.start.astimezone(UTC)
+        return f"camera-{camera}_{instant:%Y-%m-%dT%H-%M-%S}.{instant.microsecond // 1000:03d}Z.{task.format}"
     return f"camera-{camera}_{stamp(task.start)}_{stamp(task.end)}.{task.format}"
 
 
@@ -297,9 +303,15 @@ def _run_engine(task, out_path: Path, reporter):
         media.SourceSegment(segment_abspath(task.camera, seg), seg.start, seg.end)
         for seg in coverage.segments
     ]
+    # Picture options (still, overlay, timelapse) take their own engine entry.
+    from exports.media.options import export_with_options
+    from exports.option_fields import picture_options
+
+    picture = picture_options(task)
+    run = media.export if picture is None else functools.partial(export_with_options, options=picture)
     # Sources not hashed yet (exports.source_hashes) are hashed while the engine copies.
     with ParallelHasher(task.camera, coverage.segments) as hasher:
-        result = media.export(
+        result = run(
             sources,
             task.start,
             task.end,

@@ -247,6 +247,17 @@ class ExportTask(models.Model):
     # "2x2" or "3x3": this task of a group (`batch`) is the mosaic of the group's other tasks'
     # cameras (exports/groups.py); its `camera` is the group's first, for the access rule.
     mosaic = models.CharField(max_length=3, blank=True, default="")
+    # Picture options (API `Overlay`, `OverlayPosition`, `OverlayZone`, `OverlayMilliseconds`,
+    # `Speed`; a still is `format` jpg/png). Defaults: the plain export.
+    overlay = models.BooleanField(default=False, help_text="Camera name and time drawn in.")
+    overlay_position = models.CharField(max_length=12, blank=True, default="top-left")
+    overlay_zone = models.CharField(
+        max_length=8, blank=True, default="camera", help_text="camera: the camera's zone; utc"
+    )
+    overlay_ms = models.BooleanField("overlay milliseconds", default=False)
+    speed = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Timelapse: N times faster (2-1000); empty: real time."
+    )
 
     objects = ExportTaskQuerySet.as_manager()
 
@@ -269,6 +280,19 @@ class ExportTask(models.Model):
     @property
     def is_active(self):
         return self.state in self.ACTIVE_STATES
+
+    @property
+    def options_text(self) -> str:
+        """The picture options in a few words ("" for a plain export)."""
+        parts = []
+        if self.format in ("jpg", "png"):
+            parts.append(f"still ({self.format})")
+        if self.overlay:
+            when = "ms" if self.overlay_ms else "s"
+            parts.append(f"overlay {self.overlay_position}, {self.overlay_zone} {when}")
+        if self.speed:
+            parts.append(f"timelapse {self.speed}×")
+        return "; ".join(parts)
 
 
 class AuditEvent(models.Model):

@@ -1,6 +1,8 @@
 """The OpenAPI 3 description of the JSON API, served at /openapi.json."""
 
-from exports.forms import EXPORT_FORMATS, MIN_MAX_FILE_SIZE
+from exports.forms import ALL_FORMATS, MIN_MAX_FILE_SIZE
+from exports.media.options import MAX_SPEED, MIN_SPEED
+from exports.media.overlay import POSITIONS, ZONES
 
 TIME = {
     "type": "string",
@@ -211,8 +213,24 @@ CREATE_BODY = {
         },
         "Format": {
             "type": "string",
-            "enum": list(EXPORT_FORMATS),
-            "description": "Case-insensitive; absent: PSIMEXPORT_CONTAINER_FORMAT.",
+            "enum": list(ALL_FORMATS),
+            "description": "Case-insensitive; absent: PSIMEXPORT_CONTAINER_FORMAT. jpg/png: a "
+            "still image of the frame on screen at From (To is ignored).",
+        },
+        "Overlay": {
+            "type": ["boolean", "null"],
+            "description": "Draw the camera name and each frame's recorded time into the "
+            "picture (re-encodes the video; audio stays copied).",
+        },
+        "OverlayPosition": {"type": ["string", "null"], "enum": [*POSITIONS, None],
+                            "description": "Corner of the overlay; default top-left."},
+        "OverlayZone": {"type": ["string", "null"], "enum": [*ZONES, None],
+                        "description": "Time in the camera's zone (default) or UTC."},
+        "OverlayMilliseconds": {"type": ["boolean", "null"],
+                                "description": "Time to the millisecond; default: the second."},
+        "Speed": {
+            "type": ["integer", "null"], "minimum": MIN_SPEED, "maximum": MAX_SPEED,
+            "description": "Timelapse: every Speed-th frame, Speed times faster, no audio.",
         },
         **CASE_FIELDS,
         "Mosaic": {

@@ -11,7 +11,10 @@ from django import forms
 from django.conf import settings
 
 from exports.forms import EARLIEST, LATEST, within_calendar
+from exports.media.options import MAX_SPEED, MIN_SPEED
+from exports.media.overlay import POSITIONS
 from exports.models import Camera, ExportTask, UserPreference
+from exports.option_fields import API_OPTION_NAMES
 
 # What the time fields accept (seconds optional, "T" or a space) and what we fill them with.
 LOCAL_INPUT_FORMATS = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
@@ -235,16 +238,33 @@ class ExportPageForm(forms.Form):
         help_text="Exempt from the automatic deletion after the retention period.",
     )
     CASE_FIELDS = {"name": "case_name", "comment": "case_comment", "keep": "keep"}
+    # Picture options (the API's Overlay…, Speed); ExportRequestForm checks them.
+    overlay = forms.BooleanField(label="Burn in camera name and time", required=False)
+    overlay_position = forms.ChoiceField(
+        label="Corner", required=False, initial="top-left",
+        choices=[(p, p.replace("-", " ")) for p in POSITIONS],
+    )
+    overlay_zone = forms.ChoiceField(
+        label="Time in", required=False, initial="camera",
+        choices=[("camera", "the camera's time zone"), ("utc", "UTC")],
+    )
+    overlay_ms = forms.BooleanField(label="with milliseconds", required=False)
+    speed = forms.IntegerField(
+        label="Timelapse speed", required=False, min_value=MIN_SPEED, max_value=MAX_SPEED,
+        help_text=f"{MIN_SPEED}–{MAX_SPEED}× faster (one frame in N, no sound); empty: real time.",
+    )
 
     def __init__(self, *args, user=None, zone: ZoneInfo | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        from exports.forms import EXPORT_FORMATS
+        from exports.forms import EXPORT_FORMATS, STILL_FORMATS
 
         self.user = user
         self.zone = zone or ZoneInfo("UTC")
         self.cameras = list(Camera.objects.restrict(user))
         self.fields["camera"].choices = [(c.camera_id, c.display_name) for c in self.cameras]
-        self.fields["format"].choices = [(f, f) for f in EXPORT_FORMATS]
+        self.fields["format"].choices = [(f, f) for f in EXPORT_FORMATS] + [
+            (f, f"{f} (still image at From)") for f in STILL_FORMATS
+        ]
         self.fields["format"].initial = settings.PSIMEXPORT_CONTAINER_FORMAT
         for name in ("start", "end"):
             self.fields[name].zone = self.zone
@@ -268,7 +288,8 @@ class ExportPageForm(forms.Form):
             request_form = ExportRequestForm(
                 {"camera": camera_id, "start": data["start"], "end": data.get("end"),
                  "format": data.get("format"), "max_file_size": _bytes(data.get("max_file_size")),
-                 **{key: data.get(mine) for key, mine in self.CASE_FIELDS.items()}},
+                 **{key: data.get(mine) for key, mine in self.CASE_FIELDS.items()},
+                 **{name: data.get(name) for name in API_OPTION_NAMES if name in self.fields}},
                 user=self.user,
             )
             if request_form.is_valid():

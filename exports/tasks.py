@@ -112,7 +112,7 @@ def record_audit(task, action, user=None, remote_addr=None, **detail) -> AuditEv
 
 def create_export_task(
     *, camera, start, end, fmt, user, source, remote_addr=None, batch=None, case=None,
-    max_file_size=None, mosaic="",
+    max_file_size=None, mosaic="", options=None,
 ) -> ExportTask:
     """Resolve the range, check recording and disk, save the task and queue its job.
 
@@ -122,11 +122,15 @@ def create_export_task(
     (the row is then kept as Failed "job queue unavailable" for the audit trail).
     """
     from exports.archive import last_recorded_frame
+    from exports.media.options import STILL_WINDOW
+    from exports.media.stills import FORMATS as STILL_FORMATS
 
     case = CaseData(**(case or {}))
     if case.keep:
         check_keep_permission(user)
     at_front = None  # (exports.jobs decides)
+    if fmt in STILL_FORMATS:  # the frame on screen at From: its task covers [From, From + 1 ms)
+        end = start + STILL_WINDOW
     if source != ExportTask.Source.COMMAND:
         # The quota's count also says whether this is the user's only active task, which
         # goes to the front of the queue (one query fewer per create).
@@ -179,6 +183,7 @@ def create_export_task(
         requested_by=user if getattr(user, "is_authenticated", False) else None,
         remote_addr=remote_addr or None,
         **case.task_fields(user),
+        **(options or {}),  # picture options: ExportTask field values (option_fields.task_options)
     )
     return _save_and_enqueue(task, user, remote_addr, at_front)
 

@@ -32,7 +32,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from exports import archive, download, groups, tasks, thumbnails
 from exports.auth import client_addr
+from exports.forms import STILL_FORMATS
+from exports.media.options import STILL_WINDOW
 from exports.models import AuditEvent, Camera, ExportTask
+from exports.option_cost import reencode_estimate
+from exports.option_fields import task_options
 from exports.page_forms import (
     ExportPageForm,
     PreferencesForm,
@@ -180,6 +184,7 @@ def export(request):
                     fmt=cleaned["format"], user=request.user, source=ExportTask.Source.PAGE,
                     remote_addr=client_addr(request), batch=batch, case=cleaned["case"],
                     max_file_size=cleaned.get("max_file_size"),
+                    options=task_options(cleaned),
                 )
             )
         except tasks.TaskRefused as refused:
@@ -284,6 +289,10 @@ def _quick_range(post, zone) -> dict:
         "around": post.get("around") or 5,
         "start": post.get("start"),
         "end": post.get("end"),
+        # The picture options stay as the user set them.
+        **{name: post.get(name) for name in ("overlay_position", "overlay_zone", "speed")},
+        "overlay": bool(post.get("overlay")),
+        "overlay_ms": bool(post.get("overlay_ms")),
     }
     quick = post["quick"]
     now = timezone.now().replace(microsecond=0)
@@ -312,6 +321,9 @@ def _preview(form) -> dict | None:
     rows = []
     for cleaned in form.requests:
         camera, start, end = cleaned["camera"], cleaned["start"], cleaned["end"]
+        still = cleaned["format"] in STILL_FORMATS
+        if still:
+            end = start + STILL_WINDOW
         if end is None:
             end = archive.last_recorded_frame(camera)
             if end is None or end <= start:
@@ -330,6 +342,11 @@ def _preview(form) -> dict | None:
                 "estimated_bytes": _estimated_bytes(coverage.segments, start, end),
                 "parts": _estimated_parts(cleaned, start, end, coverage.segments),
                 "empty": not coverage.segments,
+                "still": still,
+                "cost": reencode_estimate(
+                    coverage.segments, start, end, overlay=cleaned.get("overlay"),
+                    speed=cleaned.get("speed"), still=still,
+                ),
             }
         )
     return {"rows": rows, "format": form.cleaned_data["format"]}

@@ -246,3 +246,22 @@ def decode_audio_with_gstreamer(path: Path, workdir: Path) -> np.ndarray:
           else []),
     )
     return np.fromfile(raw, dtype=np.float32)
+
+
+def read_overlay_line(gray: np.ndarray, top: int, left: int, scale: int, length: int) -> str:
+    """Read `length` characters of burned-in text (exports.media.bitmapfont) whose first cell
+    starts at (top, left): each glyph pixel is sampled at its centre and the cell is matched
+    to the nearest glyph, so encoding noise does not matter."""
+    from exports.media import bitmapfont
+
+    names = list(bitmapfont.GLYPHS)
+    stack = np.stack([bitmapfont.GLYPHS[n] for n in names])
+    rows = top + scale * np.arange(bitmapfont.HEIGHT) + scale // 2
+    text = []
+    for k in range(length):
+        x0 = left + k * bitmapfont.CELL_WIDTH * scale
+        cols = x0 + scale * np.arange(bitmapfont.WIDTH) + scale // 2
+        bits = gray[np.ix_(rows, cols)] > 128
+        distance = (stack != bits).sum(axis=(1, 2))
+        text.append(names[int(np.argmin(distance))])
+    return "".join(text)

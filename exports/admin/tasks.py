@@ -22,10 +22,10 @@ class ExportTaskAdmin(admin.ModelAdmin):
     # Narrow columns, so the list fits a 1366 px laptop: a short id (the full one is its
     # title), the range in one column with seconds, the end's date only when it differs.
     list_display = (
-        "short_id", "camera", "time_range", "format", "state", "size_display",
+        "short_id", "camera", "time_range", "format_options", "state", "size_display",
         "case", "requested_by", "source", "created_at",
     )
-    list_filter = ("state", "keep", "format", "source", "camera")
+    list_filter = ("state", "keep", "format", "source", "overlay", "camera")
     search_fields = (
         "id", "camera__camera_id", "camera__name", "requested_by__username",
         "case_name", "case_comment",
@@ -69,6 +69,13 @@ class ExportTaskAdmin(admin.ModelAdmin):
         name = task.case_name if len(task.case_name) <= 24 else task.case_name[:23] + "…"
         hold = format_html('<strong title="{}">held</strong> ', "legal hold") if task.keep else ""
         return format_html('{}<span title="{}">{}</span>', hold, task.case_name, name)
+
+    @admin.display(description="format", ordering="format")
+    def format_options(self, task):
+        """The format and, in few letters, the options (in full on hover): the list must
+        still fit a 1366 px screen."""
+        short = " ".join([task.format] + ["overlay"] * task.overlay + [f"{task.speed}×"] * bool(task.speed))
+        return format_html('<span title="{}">{}</span>', task.options_text or task.format, short)
 
     @admin.display(description="size")
     def size_display(self, task):

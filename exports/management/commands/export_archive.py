@@ -12,8 +12,10 @@ from django.utils import timezone
 
 from exports import jobs
 from exports.archive import ArchiveError, index_camera, last_recorded_frame
-from exports.forms import EXPORT_FORMATS, parse_psim_time
+from exports.forms import ALL_FORMATS, STILL_FORMATS, parse_psim_time
 from exports.lease import Lease
+from exports.media.options import MAX_SPEED, MIN_SPEED, STILL_WINDOW
+from exports.media.overlay import POSITIONS, ZONES
 from exports.models import AuditEvent, Camera, ExportTask
 from exports.tasks import record_audit
 
@@ -25,11 +27,21 @@ class Command(BaseCommand):
         parser.add_argument("camera_id")
         parser.add_argument("start", metavar="FROM", help="UTC time, e.g. 2026-11-20T10:00:00Z")
         parser.add_argument("end", metavar="TO", nargs="?", help="default: last recorded frame")
-        parser.add_argument("--format", dest="fmt", help="mp4, avi, flv, mov, asf or mkv")
+        parser.add_argument(
+            "--format", dest="fmt", help="mp4, avi, flv, mov, asf or mkv; jpg or png: a still of FROM"
+        )
+        parser.add_argument(
+            "--overlay", nargs="?", const="top-left", choices=POSITIONS, metavar="CORNER",
+            help=f"draw camera name and time into the picture ({', '.join(POSITIONS)})",
+        )
+        parser.add_argument("--overlay-zone", choices=ZONES, default="camera")
+        parser.add_argument("--overlay-ms", action="store_true", help="time to the millisecond")
+        parser.add_argument("--speed", type=int, help=f"timelapse, {MIN_SPEED}-{MAX_SPEED} times faster")
         parser.add_argument("--output", required=True, help="file to write")
         parser.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     def handle(self, camera_id, start, end, fmt, output, force, **options):
+        picture = self._picture_options(options)
         camera = Camera.objects.filter(camera_id=camera_id).first()
         if camera is None:
             raise CommandError(f"no such camera {camera_id!r}")
@@ -44,11 +56,15 @@ class Command(BaseCommand):
             index_camera(camera, recent_only=True)
         except ArchiveError as error:
             self.stderr.write(f"warning: cannot refresh the index: {error}")
+        if fmt in STILL_FORMATS:
+            if picture.get("speed"):
+                raise CommandError("--speed does not apply to a still")
+            end = start + STILL_WINDOW
         end = end or last_recorded_frame(camera)
         if end is None or end <= start:
             raise CommandError(f"camera {camera_id} has no recording after {start:%Y-%m-%d %H:%M:%S}Z")
 
-        task = self._claimed_task(camera, start, end, fmt)
+        task = self._claimed_task(camera, start, end, fmt, picture)
         began = time.monotonic()
         try:
             # The lease tells maintenance this task is not stuck while the command runs.
@@ -94,16 +110,30 @@ class Command(BaseCommand):
 
     def _format(self, fmt, output: Path) -> str:
         fmt = (fmt or output.suffix.lstrip(".") or settings.PSIMEXPORT_CONTAINER_FORMAT).lower()
-        if fmt not in EXPORT_FORMATS:
-            raise CommandError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+        fmt = "jpg" if fmt == "jpeg" else fmt
+        if fmt not in ALL_FORMATS:
+            raise CommandError(f"unknown format {fmt!r}; choose one of {', '.join(ALL_FORMATS)}")
         return fmt
 
-    def _claimed_task(self, camera, start, end, fmt):
+    def _picture_options(self, options) -> dict:
+        """ExportTask fields of --overlay… and --speed (exports/option_fields.py)."""
+        speed = options["speed"]
+        if speed is not None and not MIN_SPEED <= speed <= MAX_SPEED:
+            raise CommandError(f"--speed {speed} is not from {MIN_SPEED} to {MAX_SPEED}")
+        if not options["overlay"]:
+            return {"speed": speed}
+        return {
+            "overlay": True, "overlay_position": options["overlay"],
+            "overlay_zone": options["overlay_zone"], "overlay_ms": options["overlay_ms"],
+            "speed": speed,
+        }
+
+    def _claimed_task(self, camera, start, end, fmt, picture):
         """A task row for the audit trail, already InProgress: no queue is involved."""
         task = ExportTask.objects.create(
             camera=camera, requested_from=start, requested_to=end, start=start, end=end,
             format=fmt, source=ExportTask.Source.COMMAND, state=ExportTask.State.IN_PROGRESS,
-            started_at=timezone.now(), attempts=1, attempt_id=uuid.uuid4(),
+            started_at=timezone.now(), attempts=1, attempt_id=uuid.uuid4(), **picture,
         )
         record_audit(task, AuditEvent.Action.CREATE, source="command")
         record_audit(task, AuditEvent.Action.START, attempt=1)
