@@ -188,12 +188,13 @@ def child(args) -> None:
     segments = [SourceSegment(Path(p), datetime.fromisoformat(s), datetime.fromisoformat(e))
                 for p, s, e in json.loads(Path(args.segments).read_text())]
     index_for = FileIndexCache(Path(args.index_cache)) if args.index_cache else None
-    began = time.perf_counter()
+    began, cpu_before = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
     result = export(segments, datetime.fromisoformat(args.start), datetime.fromisoformat(args.end),
                     args.fmt, Path(args.out), index_for=index_for)
     elapsed = time.perf_counter() - began
+    cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu_before
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "rss_mb": rss_mb, **result.to_dict()}))
+    print(json.dumps({"seconds": elapsed, "cpu": cpu, "rss_mb": rss_mb, **result.to_dict()}))
 
 
 class FileIndexCache:
@@ -256,10 +257,23 @@ def settle(path: Path, keep: bool = False) -> None:
     subprocess.run(["sync"], check=False)
 
 
+def cpu_seconds(who: int) -> float:
+    """User + system CPU time of this process (its threads) or of its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(command: list[str], stdout=subprocess.DEVNULL) -> float:
     began = time.perf_counter()
     subprocess.run(command, check=True, stdout=stdout, stderr=subprocess.PIPE)
     return time.perf_counter() - began
+
+
+def measured(command: list[str], stdout=subprocess.DEVNULL) -> dict:
+    """Wall and CPU seconds of a command."""
+    cpu_before = cpu_seconds(resource.RUSAGE_CHILDREN)
+    seconds = timed(command, stdout)
+    return {"seconds": seconds, "cpu": cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before}
 
 
 def main() -> None:
@@ -321,19 +335,19 @@ def main() -> None:
         runs["cached"].append(run_child(segments, T0, end, "mp4", work / "copy.mp4",
                                         index_cache=index_cache))
         settle(work / "copy.mp4", keep=True)
-        runs["ffmpeg"].append({"seconds": timed([
+        runs["ffmpeg"].append(measured([
             ffmpeg, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(concat), "-c",
-            "copy", str(work / "ffmpeg.mp4")])})
+            "copy", str(work / "ffmpeg.mp4")]))
         settle(work / "ffmpeg.mp4")
         with open(work / "cat.bin", "wb") as sink:
-            runs["cat"].append({"seconds": timed(["cat", *[str(s.path) for s in segments]],
-                                                 stdout=sink)})
+            runs["cat"].append(measured(["cat", *[str(s.path) for s in segments]], sink))
         settle(work / "cat.bin")
         runs["cut"].append(run_child(segments, cut_start, cut_end, "mp4", work / "cut.mp4",
                                      index_cache=index_cache))
         settle(work / "cut.mp4")
     load = os.getloadavg()
     median = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
+    cpu = {name: statistics.median(r["cpu"] for r in rs) for name, rs in runs.items()}
     ours, cut = runs["copy"][-1], runs["cut"][-1]
     minute = run_child(segments, cut_start, cut_start + timedelta(minutes=1), "mp4",
                        work / "minute.mp4")
@@ -359,6 +373,12 @@ def main() -> None:
     print(f"  first/cat = {median['copy'] / median['cat']:.2f}x (target <= 1.5x); "
           f"first/ffmpeg = {median['copy'] / median['ffmpeg']:.2f}x (target <= 0.5x); "
           f"cached/cat = {median['cached'] / median['cat']:.2f}x")
+    # CPU time moves far less with the machine's load than wall time does.
+    print("CPU seconds (user + system, median): " + ", ".join(
+        f"{name} {value:.2f}" for name, value in cpu.items())
+          + f"; first/cat = {cpu['copy'] / cpu['cat']:.2f}x, first/ffmpeg = "
+          f"{cpu['copy'] / cpu['ffmpeg']:.2f}x, cut/cached copy = "
+          f"{cpu['cut'] / cpu['cached']:.2f}x")
     print(f"exact mid-GOP cut (indexes cached): {figure('cut')}  cut/cached copy = "
           f"{median['cut'] / median['cached']:.2f}x (target <= 1.1x; technique "
           f"{cut['technique']}, {cut['reencoded_frames']} frames re-encoded)")
