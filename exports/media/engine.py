@@ -20,6 +20,8 @@ for a B-frame delay; the other containers have none.
 from __future__ import annotations
 
 import os
+import pickle
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from . import compat, mp4out
 from .errors import ExportCancelled, ExportError, NoRecordingError
 from .executor import Progress, execute
 from .frameindex import FrameIndexError, SegmentIndex, build_index
-from .plan import Plan, PlanSegment, Reencode, make_plan
+from .plan import Plan, PlanSegment, SegmentSummary, outline_plan
 
 FORMATS = compat.FORMATS
 
@@ -126,27 +128,14 @@ def export(
         raise NoRecordingError(f"nothing is recorded between {start} and {end}")
     ticker = Progress(progress, cancelled)
     ticker.tick(0.0)
-    indexed, skipped = _indexed(chosen, index_for or build_index, ticker)
-    if not indexed:
-        raise NoRecordingError(
-            "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
-        )
-    plan = make_plan(indexed, start, end, fmt)
-    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
-    title = title or (
-        f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
-        f"to {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    )
-    creation = max(chosen[0].start, start)
-    try:
-        if mp4out.usable(plan, indexed):
-            mp4out.execute_mp4(plan, indexed, tmp_path, ticker, title, creation)
-        else:
-            execute(plan, indexed, tmp_path, ticker, title, creation)
-        os.replace(tmp_path, out_path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with _IndexShelf(out_path.parent) as shelf:
+        skipped = _index(chosen, index_for or build_index, ticker, shelf)
+        if not shelf.summaries:
+            raise NoRecordingError(
+                "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
+            )
+        plan = outline_plan(shelf.summaries, shelf, start, end, fmt)
+        _write(plan, shelf, start, end, out_path, ticker, title, chosen[0].start)
     result = _result(plan, skipped)
     result.bytes = out_path.stat().st_size
     if progress is not None:
@@ -154,9 +143,28 @@ def export(
     return result
 
 
-def _indexed(chosen: list[SourceSegment], index_for, ticker: Progress):
-    """Each segment's frame index; unreadable ones are listed, not fatal."""
-    indexed, skipped = [], []
+def _write(plan, shelf, start, end, out_path, ticker, title, first_start) -> None:
+    """Execute `plan` into a hidden file beside `out_path`, renamed into place when complete."""
+    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
+    title = title or (
+        f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
+        f"to {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    )
+    creation = max(first_start, start)
+    try:
+        if mp4out.usable(plan, shelf):
+            mp4out.execute_mp4(plan, shelf, tmp_path, ticker, title, creation)
+        else:
+            execute(plan, shelf, tmp_path, ticker, title, creation)
+        os.replace(tmp_path, out_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _index(chosen: list[SourceSegment], index_for, ticker: Progress, shelf) -> list[str]:
+    """Each segment's frame index onto the shelf; unreadable ones are listed, not fatal."""
+    skipped = []
     for segment in chosen:
         ticker.check_cancel()
         try:
@@ -167,8 +175,45 @@ def _indexed(chosen: list[SourceSegment], index_for, ticker: Progress):
         if index.video is None and index.damaged:
             skipped.append(f"{segment.path.name}: {index.damaged}")
             continue
-        indexed.append(PlanSegment(segment.path, segment.start, index))
-    return indexed, skipped
+        shelf.add(PlanSegment(segment.path, segment.start, index))
+    return skipped
+
+
+class _IndexShelf:
+    """The export's frame indexes, pickled into an unnamed temporary file beside the output and
+    loaded again one at a time (`shelf[k]`): a day of 10 s segments would otherwise hold a day
+    of indexes (some 45 bytes a frame) in memory. Their summaries stay in memory."""
+
+    def __init__(self, folder: Path):
+        self.file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by __exit__
+        self.places: list[tuple[int, int]] = []
+        self.summaries: list[SegmentSummary] = []
+        self.loaded: tuple[int, PlanSegment] | None = None
+
+    def add(self, segment: PlanSegment) -> None:
+        data = pickle.dumps(segment, protocol=pickle.HIGHEST_PROTOCOL)
+        self.places.append((self.file.seek(0, os.SEEK_END), len(data)))
+        self.file.write(data)
+        self.summaries.append(SegmentSummary.of(segment))
+        self.loaded = (len(self.places) - 1, segment)
+
+    def __getitem__(self, number: int) -> PlanSegment:
+        if self.loaded is None or self.loaded[0] != number:
+            self.loaded = None  # let the last one go before the next is read
+            offset, length = self.places[number]
+            self.file.seek(offset)
+            self.loaded = (number, pickle.loads(self.file.read(length)))  # noqa: S301 - ours
+        return self.loaded[1]
+
+    def __len__(self) -> int:
+        return len(self.places)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loaded = None
+        self.file.close()
 
 
 def _result(plan: Plan, unreadable: list[str]) -> ExportResult:
@@ -185,9 +230,9 @@ def _result(plan: Plan, unreadable: list[str]) -> ExportResult:
         audio=plan.audio_mode is not None,
         reencoded_frames=plan.reencoded_frames,
         reencoded=[
-            f"{seg.path.name}: {len(step.frames)} frames ({step.reason})"
-            for seg in plan.segments
-            for step in seg.video
-            if isinstance(step, Reencode) and plan.video_mode == "copy"
+            f"{outline.path.name}: {frames} frames ({reason})"
+            for outline in plan.outlines
+            for frames, reason in outline.reencoded
+            if plan.video_mode == "copy"
         ],
     )
