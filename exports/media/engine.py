@@ -31,9 +31,13 @@ from . import compat, mp4out
 from .errors import ExportCancelled, ExportError, NoRecordingError
 from .executor import Progress, execute
 from .frameindex import FrameIndexError, SegmentIndex, build_index
-from .plan import Plan, PlanSegment, SegmentSummary, outline_plan
+from .plan import Plan, PlanSegment, SegmentSummary, make_plan, outline_plan
 
 FORMATS = compat.FORMATS
+# Up to this many indexed packets (about an hour of 25 fps video with 48 kHz AAC: some 12 MB of
+# indexes and plan) everything is held in memory; beyond, indexes go to a temporary file and
+# only an outline of the plan is kept (see _IndexShelf and plan.outline_plan).
+HOLD_PACKETS = 300_000
 
 __all__ = [
     "FORMATS",
@@ -134,7 +138,10 @@ def export(
             raise NoRecordingError(
                 "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
             )
-        plan = outline_plan(shelf.summaries, shelf, start, end, fmt)
+        if shelf.file is None:
+            plan = make_plan(shelf.held, start, end, fmt)
+        else:
+            plan = outline_plan(shelf.summaries, shelf, start, end, fmt)
         _write(plan, shelf, start, end, out_path, ticker, title, chosen[0].start)
     result = _result(plan, skipped)
     result.bytes = out_path.stat().st_size
@@ -180,24 +187,41 @@ def _index(chosen: list[SourceSegment], index_for, ticker: Progress, shelf) -> l
 
 
 class _IndexShelf:
-    """The export's frame indexes, pickled into an unnamed temporary file beside the output and
-    loaded again one at a time (`shelf[k]`): a day of 10 s segments would otherwise hold a day
-    of indexes (some 45 bytes a frame) in memory. Their summaries stay in memory."""
+    """The export's frame indexes: held while they are few (HOLD_PACKETS), else pickled into an
+    unnamed temporary file beside the output and loaded again one at a time (`shelf[k]`), so a
+    day of 10 s segments does not hold a day of indexes (some 45 bytes a packet) in memory.
+    Their summaries stay in memory."""
 
     def __init__(self, folder: Path):
-        self.file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by __exit__
+        self.folder = folder
+        self.held: list[PlanSegment] = []  # while file is None
+        self.packets = 0
+        self.file = None
         self.places: list[tuple[int, int]] = []
         self.summaries: list[SegmentSummary] = []
         self.loaded: tuple[int, PlanSegment] | None = None
 
     def add(self, segment: PlanSegment) -> None:
+        self.summaries.append(SegmentSummary.of(segment))
+        self.packets += sum(len(stream) for stream in segment.index.streams())
+        if self.file is None and self.packets <= HOLD_PACKETS:
+            self.held.append(segment)
+            return
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(dir=self.folder)  # noqa: SIM115 - see __exit__
+            for held in self.held:
+                self._put(held)
+            self.held = []
+        self._put(segment)
+
+    def _put(self, segment: PlanSegment) -> None:
         data = pickle.dumps(segment, protocol=pickle.HIGHEST_PROTOCOL)
         self.places.append((self.file.seek(0, os.SEEK_END), len(data)))
         self.file.write(data)
-        self.summaries.append(SegmentSummary.of(segment))
-        self.loaded = (len(self.places) - 1, segment)
 
     def __getitem__(self, number: int) -> PlanSegment:
+        if self.file is None:
+            return self.held[number]
         if self.loaded is None or self.loaded[0] != number:
             self.loaded = None  # let the last one go before the next is read
             offset, length = self.places[number]
@@ -206,14 +230,15 @@ class _IndexShelf:
         return self.loaded[1]
 
     def __len__(self) -> int:
-        return len(self.places)
+        return len(self.summaries)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self.loaded = None
-        self.file.close()
+        self.held, self.loaded = [], None
+        if self.file is not None:
+            self.file.close()
 
 
 def _result(plan: Plan, unreadable: list[str]) -> ExportResult:
