@@ -43,7 +43,9 @@ LANGUAGE_CODE = "en-us"
 FORMAT_MODULE_PATH = ["psimexport.formats"]  # 24-hour times with seconds in the admin
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Admin modules are discovered by urls.py, not at start-up: a management command such as
+    # export_archive would otherwise import every admin module (and what they import) first.
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

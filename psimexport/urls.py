@@ -5,6 +5,8 @@ from django.urls import include, path
 from exports import login
 from exports.admin.queues import superusers_only_patterns
 
+admin.autodiscover()  # settings use SimpleAdminConfig: the site is filled here, for the web
+
 urlpatterns = [
     # Both logins with the failed sign-in limits (429 + Retry-After), ahead of Django's own.
     path("admin/login/", login.admin_login),

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import av
 import pytest
 
-from exports.media import FORMATS, SourceSegment, export, synth
+from exports.media import FORMATS, SourceSegment, engine, export, synth
 from tests.media_helpers import beep_offsets, decode_with_pyav, frame_steps_ok
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
@@ -140,5 +141,42 @@ def test_joins_keep_audio_timestamps_increasing_in_coarse_muxer_units(tmp_path, 
     out = tmp_path / f"out.{fmt}"
     result = export(segments, T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=11.5), fmt, out)
     decoded = decode_with_pyav(out)
-    check_export(decoded, T0 + timedelta(seconds=0.48), T0 + timedelta(seconds=11.48), result,
-                 fmt, audio_frame_s=1024 / 48000)
+    check_export(
+        decoded,
+        T0 + timedelta(seconds=0.48),
+        T0 + timedelta(seconds=11.48),
+        result,
+        fmt,
+        audio_frame_s=1024 / 48000,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mkv"])
+def test_long_export_path_indexes_on_disk_and_plans_again_writes_the_same_file(
+    h264_archives, tmp_path, monkeypatch, fmt
+):
+    """Past HOLD_PACKETS the engine keeps indexes in a temporary file and plans each segment
+    again when it writes it (memory flat for a day): forced from the first packet here, both
+    writers give the file the in-memory path gives: to the byte (mp4) or packet for packet
+    (mkv, whose header carries a random segment id)."""
+    segments = h264_archives[2]
+    start, end = T0 + timedelta(seconds=1.23), T0 + timedelta(seconds=7.61)
+    held = export(segments, start, end, fmt, tmp_path / f"held.{fmt}")
+    monkeypatch.setattr(engine, "HOLD_PACKETS", 0)
+    shelved = export(segments, start, end, fmt, tmp_path / f"shelved.{fmt}")
+    if fmt == "mp4":
+        assert (tmp_path / f"shelved.{fmt}").read_bytes() == (tmp_path / f"held.{fmt}").read_bytes()
+    assert packets(tmp_path / f"shelved.{fmt}") == packets(tmp_path / f"held.{fmt}")
+    assert shelved.to_dict() == held.to_dict()
+    assert shelved.technique == "exact_cut" and shelved.reencoded_frames > 0
+    decoded = decode_with_pyav(tmp_path / f"shelved.{fmt}")
+    check_export(decoded, T0 + timedelta(seconds=1.2), T0 + timedelta(seconds=7.6), shelved, fmt)
+
+
+def packets(path: Path) -> list[tuple]:
+    with av.open(str(path)) as container:
+        return [
+            (p.stream.index, p.pts, p.dts, p.is_keyframe, bytes(p))
+            for p in container.demux()
+            if p.size
+        ]

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from exports.media import extentcopy, mp4writer, synth
+from exports.media import extentcopy, mp4tables, mp4writer, synth
 from exports.media.mp4writer import Mp4WriteError, SampleEntry, Track, WriteCancelled, write_mp4
 from tests.media_helpers import (
     decode_with_gstreamer,
@@ -428,3 +428,18 @@ def test_pcm_gap_keeps_the_later_audio_in_place(tmp_path):
     assert not after[start:end].any()
     assert np.array_equal(after[:start], before[:start])
     assert np.array_equal(after[end:], before[end:])
+
+
+def test_tables_spilled_to_temporary_files_write_the_same_file(tmp_path, monkeypatch):
+    """A day of samples keeps its per-sample tables in temporary files: forced here after a
+    few rows, the file is the same to the byte (B-frames: stts, ctts, stss, stsz all used)."""
+    paths = segments(tmp_path, [synth.SegmentSpec(bframes=2)] * 2)
+    tracks, sources = concatenated(paths)
+    reference = tmp_path / "memory.mp4"
+    write_mp4(reference, tracks, sources)
+    monkeypatch.setattr(mp4tables, "SPILL_ROWS", 3)
+    monkeypatch.setattr(mp4tables, "READ_ROWS", 5)
+    spilled = tmp_path / "spilled.mp4"
+    write_mp4(spilled, tracks, sources)
+    assert spilled.read_bytes() == reference.read_bytes()
+    check_plays(spilled, tmp_path, frames=100)

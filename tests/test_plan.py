@@ -15,7 +15,14 @@ import pytest
 
 from exports.media.errors import NoRecordingError
 from exports.media.frameindex import Kind, SegmentIndex, StreamIndex, StreamInfo
-from exports.media.plan import Copy, PlanSegment, Reencode, make_plan
+from exports.media.plan import (
+    Copy,
+    PlanSegment,
+    Reencode,
+    SegmentSummary,
+    make_plan,
+    outline_plan,
+)
 
 T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 TB = Fraction(1, 25)
@@ -445,3 +452,47 @@ def test_overlapping_segments_audio_is_not_written_twice():
     assert (
         abs(source_start + second.offset - int(pts[len(plan.segments[0].audio.pts)])) <= frame // 2
     )
+
+
+def test_an_outline_plan_gives_each_segment_the_same_plan_again_one_at_a_time():
+    """What the engine does for long exports: keep outlines only, plan each segment again when
+    it is written. Mid-GOP cuts at both ends, B-frames (a dts delay), audio across the join."""
+    a = segment(stream(bframe_gops(3, 10)), name="a.mp4", audio=audio_stream(0, 1.2))
+    b = segment(
+        stream(bframe_gops(3, 10), durations=[1] * 30),
+        name="b.mp4",
+        at=at(30),
+        audio=audio_stream(1.2, 1.2),
+    )
+    segments = [a, b]
+    whole = make_plan(segments, at(3), at(56), "mp4")
+    loads = []
+
+    def load(number):
+        loads.append(number)
+        return segments[number]
+
+    class Loader:
+        __getitem__ = staticmethod(load)
+
+    summaries = [SegmentSummary.of(s) for s in segments]
+    outline = outline_plan(summaries, Loader(), at(3), at(56), "mp4")
+    assert outline.segments == [] and outline.delay == whole.delay > 0
+    assert [o.steps for o in outline.outlines] == [o.steps for o in whole.outlines]
+    assert (outline.frames, outline.duration, outline.gaps, outline.reencoded_frames) == (
+        whole.frames,
+        whole.duration,
+        whole.gaps,
+        whole.reencoded_frames,
+    )
+    loads.clear()
+    again = list(outline.segment_plans(Loader()))
+    assert loads == [0, 1]  # one segment's index at a time, in order
+    assert len(again) == len(whole.segments) == 2
+    for mine, theirs in zip(again, whole.segments, strict=True):
+        for step, expected in zip(mine.video, theirs.video, strict=True):
+            assert type(step) is type(expected) and step.position == expected.position
+            assert np.array_equal(step.pts, expected.pts)
+            assert np.array_equal(step.dts, expected.dts)
+        assert np.array_equal(mine.audio.packets, theirs.audio.packets)
+        assert np.array_equal(mine.audio.pts, theirs.audio.pts)

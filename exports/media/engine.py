@@ -20,8 +20,10 @@ for a B-frame delay; the other containers have none.
 
 from __future__ import annotations
 
-import functools
 import os
+import pickle
+import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +34,13 @@ from .ahead import spans_ahead
 from .errors import ExportCancelled, ExportError, NoRecordingError
 from .executor import Progress, execute
 from .frameindex import FrameIndexError, SegmentIndex, build_index
-from .plan import Plan, PlanSegment, Reencode, make_plan
+from .plan import Plan, PlanSegment, SegmentSummary, make_plan, outline_plan
 
 FORMATS = compat.FORMATS
+# Up to this many indexed packets (about an hour of 25 fps video with 48 kHz AAC: some 12 MB of
+# indexes and plan) everything is held in memory; beyond, indexes go to a temporary file and
+# only an outline of the plan is kept (see _IndexShelf and plan.outline_plan).
+HOLD_PACKETS = 300_000
 
 __all__ = [
     "FORMATS",
@@ -133,45 +139,56 @@ def export(
         raise NoRecordingError(f"nothing is recorded between {start} and {end}")
     ticker = Progress(progress, cancelled)
     ticker.tick(0.0)
-    # Each file is indexed once, though the first and last are asked for twice (ahead.py).
-    index_for = functools.lru_cache(maxsize=None)(index_for or build_index)
+    # The first and last files are indexed first, for their re-encoded spans to be encoded
+    # in a thread meanwhile (ahead.py); _ends_kept keeps those two so each file is read once.
+    index_for = _ends_kept(index_for or build_index, chosen)
     ahead = spans_ahead(chosen, start, end, fmt, index_for)
     try:
-        indexed, skipped = _indexed(chosen, index_for, ticker)
-        if not indexed:
-            raise NoRecordingError(
-                "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
-            )
-        plan = make_plan(indexed, start, end, fmt)
-        tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
-        title = title or (
-            f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
-            f"to {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-        )
-        creation = max(chosen[0].start, start)
-        try:
-            if mp4out.usable(plan, indexed):
-                mp4out.execute_mp4(plan, indexed, tmp_path, ticker, title, creation, ahead)
+        with _IndexShelf(out_path.parent) as shelf:
+            skipped, read = [], {}
+            for segment in _each_index(chosen, index_for, ticker, skipped):
+                read[segment.path] = (segment.index.size, segment.index.mtime)
+                shelf.add(segment)
+            if not shelf.summaries:
+                raise NoRecordingError(
+                    "no readable recording in the requested range" + (f" ({'; '.join(skipped)})")
+                )
+            if shelf.file is None:
+                plan = make_plan(shelf.held, start, end, fmt)
             else:
-                execute(plan, indexed, tmp_path, ticker, title, creation, ahead)
-            os.replace(tmp_path, out_path)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-        result = _result(plan, skipped)
-        result.bytes = out_path.stat().st_size
-        read = {seg.path: seg.index for seg in indexed}
-        result.sources = [(s.path, read[s.path].size, read[s.path].mtime) for s in plan.segments]
-        if progress is not None:
-            progress(1.0)
+                plan = outline_plan(shelf.summaries, shelf, start, end, fmt)
+            _write(plan, shelf, start, end, out_path, ticker, title, chosen[0].start, ahead)
     finally:
         ahead.close()
+    result = _result(plan, skipped)
+    result.bytes = out_path.stat().st_size
+    result.sources = [(o.path, *read[o.path]) for o in plan.outlines]
+    if progress is not None:
+        progress(1.0)
     return result
 
 
-def _indexed(chosen: list[SourceSegment], index_for, ticker: Progress):
-    """Each segment's frame index; unreadable ones are listed, not fatal."""
-    indexed, skipped = [], []
+def _write(plan, shelf, start, end, out_path, ticker, title, first_start, ahead=None) -> None:
+    """Execute `plan` into a hidden file beside `out_path`, renamed into place when complete."""
+    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.part")
+    title = title or (
+        f"recording from {start.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
+        f"to {end.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    )
+    creation = max(first_start, start)
+    try:
+        if mp4out.usable(plan, shelf):
+            mp4out.execute_mp4(plan, shelf, tmp_path, ticker, title, creation, ahead)
+        else:
+            execute(plan, shelf, tmp_path, ticker, title, creation, ahead)
+        os.replace(tmp_path, out_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _each_index(chosen: list[SourceSegment], index_for, ticker: Progress, skipped: list[str]):
+    """Each readable segment with its frame index; unreadable ones go to `skipped`, not fatal."""
     for segment in chosen:
         ticker.check_cancel()
         try:
@@ -182,8 +199,84 @@ def _indexed(chosen: list[SourceSegment], index_for, ticker: Progress):
         if index.video is None and index.damaged:
             skipped.append(f"{segment.path.name}: {index.damaged}")
             continue
-        indexed.append(PlanSegment(segment.path, segment.start, index))
-    return indexed, skipped
+        yield PlanSegment(segment.path, segment.start, index)
+
+
+def _indexed(chosen: list[SourceSegment], index_for, ticker: Progress):
+    """(every segment with its index, skipped): for paths that plan in memory (options.py)."""
+    skipped: list[str] = []
+    return list(_each_index(chosen, index_for, ticker, skipped)), skipped
+
+
+def _ends_kept(index_for, chosen: list[SourceSegment]):
+    """`index_for` that keeps the indexes of the first and last file (asked for twice: by
+    ahead.py and by the plan), and no other: a day's indexes must not stay in memory."""
+    ends, kept, lock = {chosen[0].path, chosen[-1].path}, {}, threading.Lock()
+
+    def indexed(path):
+        if path not in ends:
+            return index_for(path)
+        with lock:
+            if path not in kept:
+                kept[path] = index_for(path)
+            return kept[path]
+
+    return indexed
+
+
+class _IndexShelf:
+    """The export's frame indexes: held while they are few (HOLD_PACKETS), else pickled into an
+    unnamed temporary file beside the output and loaded again one at a time (`shelf[k]`), so a
+    day of 10 s segments does not hold a day of indexes (some 45 bytes a packet) in memory.
+    Their summaries stay in memory."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.held: list[PlanSegment] = []  # while file is None
+        self.packets = 0
+        self.file = None
+        self.places: list[tuple[int, int]] = []
+        self.summaries: list[SegmentSummary] = []
+        self.loaded: tuple[int, PlanSegment] | None = None
+
+    def add(self, segment: PlanSegment) -> None:
+        self.summaries.append(SegmentSummary.of(segment))
+        self.packets += sum(len(stream) for stream in segment.index.streams())
+        if self.file is None and self.packets <= HOLD_PACKETS:
+            self.held.append(segment)
+            return
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(dir=self.folder)  # noqa: SIM115 - see __exit__
+            for held in self.held:
+                self._put(held)
+            self.held = []
+        self._put(segment)
+
+    def _put(self, segment: PlanSegment) -> None:
+        data = pickle.dumps(segment, protocol=pickle.HIGHEST_PROTOCOL)
+        self.places.append((self.file.seek(0, os.SEEK_END), len(data)))
+        self.file.write(data)
+
+    def __getitem__(self, number: int) -> PlanSegment:
+        if self.file is None:
+            return self.held[number]
+        if self.loaded is None or self.loaded[0] != number:
+            self.loaded = None  # let the last one go before the next is read
+            offset, length = self.places[number]
+            self.file.seek(offset)
+            self.loaded = (number, pickle.loads(self.file.read(length)))  # noqa: S301 - ours
+        return self.loaded[1]
+
+    def __len__(self) -> int:
+        return len(self.summaries)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.held, self.loaded = [], None
+        if self.file is not None:
+            self.file.close()
 
 
 def _result(plan: Plan, unreadable: list[str]) -> ExportResult:
@@ -205,9 +298,9 @@ def _result(plan: Plan, unreadable: list[str]) -> ExportResult:
         },
         reencoded_frames=plan.reencoded_frames,
         reencoded=[
-            f"{seg.path.name}: {len(step.frames)} frames ({step.reason})"
-            for seg in plan.segments
-            for step in seg.video
-            if isinstance(step, Reencode) and plan.video_mode == "copy"
+            f"{outline.path.name}: {frames} frames ({reason})"
+            for outline in plan.outlines
+            for frames, reason in outline.reencoded
+            if plan.video_mode == "copy"
         ],
     )

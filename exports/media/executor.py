@@ -67,7 +67,7 @@ def execute(
     encoded ahead (ahead.SpansAhead) to take instead of encoding them."""
     output = _Output(plan, segments, out_path, title, creation)
     try:
-        for seg_plan in plan.segments:
+        for seg_plan in plan.segment_plans(segments):
             progress.check_cancel()
             run = SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress, ahead)
             run.run()
@@ -94,7 +94,7 @@ class _Output:
         self.container.metadata["title"] = title
         self.templates = []
         self.written = {"video": 0, "audio": 0}
-        first = segments[plan.segments[0].segment]
+        first = segments[plan.outlines[0].segment]
         self.video = _VideoOut(self, plan, segments, first)
         self.audio = _AudioOut(self, plan, segments) if plan.audio_mode else None
         # The header fixes each stream's time base, which the conversions below need.
@@ -119,7 +119,7 @@ class _Output:
                 f"the plan has {planned} video frames but {self.written['video']} were written"
             )
         if self.audio is not None and self.plan.audio_mode == "copy":
-            wanted = sum(len(s.audio.packets) for s in self.plan.segments if s.audio is not None)
+            wanted = sum(o.audio_packets or 0 for o in self.plan.outlines)
             if self.written["audio"] != wanted:
                 raise ExportError(
                     f"the plan has {wanted} audio packets but {self.written['audio']} were written"
@@ -187,7 +187,7 @@ class _VideoOut(SmartCutVideo):
         self.output, self.plan = output, plan
         info = first.index.video.info
         self.info = info
-        rates = [s.index.video.info.frame_rate for s in segments if s.index.video is not None]
+        rates = [s.video.frame_rate for s in plan.summaries if s.video is not None]
         self.rate = max((Fraction(r) for r in rates if r), default=plan.frame_rate)
         container = output.container
         self.queue = InOrder(self)
@@ -233,29 +233,28 @@ class _VideoOut(SmartCutVideo):
             # Parameter sets in band (re-encoded runs, a segment's own sets): `hev1`; else the
             # `hvc1` Apple players require (all sets in hvcC).
             in_band = plan.reencoded_frames or any(
-                segments[s.segment].index.video.info.extradata != info.extradata
-                for s in plan.segments
+                plan.summaries[o.segment].video.extradata != info.extradata for o in plan.outlines
             )
             self.stream.codec_tag = "hev1" if in_band else "hvc1"
         self.prefixed = self._copies_needing_parameter_sets(plan, segments)
 
-    def _copies_needing_parameter_sets(self, plan: Plan, segments) -> set[int]:
+    def _copies_needing_parameter_sets(self, plan: Plan, segments) -> set[tuple[int, int]]:
         """Copy runs whose first packet must carry its segment's parameter sets in band: the
         segment's differ from the output's, or an x265 run before it replaced them (x265
         cannot choose other ids than the copy's)."""
-        chosen: set[int] = set()
+        chosen: set[tuple[int, int]] = set()  # (segment, step position)
         if not self.nal_codec or self.annexb:
             return chosen  # Annex B output: every copied keyframe carries its sets
         after_run = False
-        for seg_plan in plan.segments:
-            info = segments[seg_plan.segment].index.video.info
+        for outline in plan.outlines:
+            info = plan.summaries[outline.segment].video
             first_copy = info.extradata != self.info.extradata
-            for step in seg_plan.video:
-                if isinstance(step, Reencode):
+            for position, kind in enumerate(outline.steps):
+                if kind == "reencode":
                     after_run = True
                     continue
                 if first_copy or (after_run and plan.video_codec == "hevc"):
-                    chosen.add(id(step))
+                    chosen.add((outline.segment, position))
                 first_copy = after_run = False
         return chosen
 
@@ -357,7 +356,10 @@ class InOrder:
     def complete(self, step) -> None:
         self.done.add(step)
         while self.order and self.order[0] in self.done:
-            self.order.popleft()
+            # Forget written steps: a day's plan must not stay reachable from here.
+            written = self.order.popleft()
+            self.done.discard(written)
+            self.pending.pop(written, None)
             if self.order:
                 head = self.order[0]
                 for item in self.pending.pop(head, []):
@@ -413,9 +415,10 @@ class _AudioOut:
 
     def __init__(self, output: _Output, plan: Plan, segments: list[PlanSegment]):
         self.output, self.plan = output, plan
-        with_audio = [segments[s.segment] for s in plan.segments if s.audio is not None]
-        first = (with_audio or [s for s in segments if s.index.audio is not None])[0]
-        info = first.index.audio.info
+        with_audio = [o.segment for o in plan.outlines if o.audio_packets is not None]
+        any_audio = [k for k, s in enumerate(plan.summaries) if s.audio is not None]
+        first = plan.summaries[(with_audio or any_audio)[0]]
+        info = first.audio
         self.info = info
         self.transcoder = None
         if plan.audio_mode == "copy":
@@ -646,7 +649,7 @@ class SegmentRun:
             if keyframe:
                 units = nal.parameter_sets(index.info.extradata, self.plan.video_codec) + units
             data = nal.with_start_codes(units)
-        elif position == 0 and id(step) in video.prefixed:
+        elif position == 0 and (step.segment, step.position) in video.prefixed:
             data = self.parameter_sets + data
         duration = int(index.duration[number]) * int(index.info.time_base / self.plan.unit)
         video.queue.put(

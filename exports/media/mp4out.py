@@ -33,14 +33,14 @@ def usable(plan: Plan, segments: list[PlanSegment]) -> bool:
         return False
     if plan.audio_mode not in (None, "copy") or plan.audio_codec not in (None, "aac"):
         return False
-    for seg_plan in plan.segments:
-        index = segments[seg_plan.segment].index
-        video = index.video.info
-        if index.container != MP4_FAMILY or video.codec not in ("h264", "hevc", "mjpeg"):
+    for outline in plan.outlines:
+        summary = plan.summaries[outline.segment]
+        video, audio = summary.video, summary.audio
+        if summary.container != MP4_FAMILY or video.codec not in ("h264", "hevc", "mjpeg"):
             return False
         if video.codec != "mjpeg" and video.bitstream != "avcc":
             return False
-        if seg_plan.audio is not None and (index.audio.info.adts or not index.audio.info.extradata):
+        if outline.audio_packets is not None and (audio.adts or not audio.extradata):
             return False
     return True
 
@@ -59,7 +59,7 @@ def execute_mp4(
     output = _Mp4Output(plan, segments, spool_path)
     try:
         waiting = []  # runs with spans encoded ahead: taken last, while the work goes on
-        for seg_plan in plan.segments:
+        for seg_plan in plan.segment_plans(segments):
             progress.check_cancel()
             run = SegmentRun(plan, segments[seg_plan.segment], seg_plan, output, progress, ahead)
             run.run()
@@ -172,11 +172,11 @@ class _Mp4Video(SmartCutVideo):
 
     def __init__(self, output: _Mp4Output, plan: Plan, segments: list[PlanSegment]):
         self.output, self.plan = output, plan
-        first = segments[plan.segments[0].segment]
+        first = segments[plan.outlines[0].segment]
         self.info = first.index.video.info
         self.nal_codec = plan.video_codec in ("h264", "hevc")
         self.length_size = self.info.nal_length_size or 4
-        rates = [s.index.video.info.frame_rate for s in segments]
+        rates = [s.video.frame_rate for s in plan.summaries if s.video is not None]
         self.rate = max((Fraction(r) for r in rates if r), default=plan.frame_rate)
         with av.open(str(first.path)) as source:
             ctx = source.streams.video[0].codec_context
@@ -189,19 +189,18 @@ class _Mp4Video(SmartCutVideo):
         self.in_band = plan.video_codec == "hevc" and plan.reencoded_frames > 0
         self.prefixed = self._copies_after_hevc_runs(plan)
 
-    def _copies_after_hevc_runs(self, plan: Plan) -> set[int]:
-        """Copy runs after an x265 run: their first sample re-sends the parameter sets."""
-        chosen: set[int] = set()
+    def _copies_after_hevc_runs(self, plan: Plan) -> set[tuple[int, int]]:
+        """Copy runs after an x265 run: their first sample re-sends the parameter sets.
+        (segment, step position) of each."""
+        chosen: set[tuple[int, int]] = set()
         if plan.video_codec != "hevc":
             return chosen
         after_run = False
-        for step in plan.video_steps():
-            if isinstance(step, Copy):
-                if after_run:
-                    chosen.add(id(step))
-                after_run = False
-            else:
-                after_run = True
+        for outline in plan.outlines:
+            for position, kind in enumerate(outline.steps):
+                if kind == "copy" and after_run:
+                    chosen.add((outline.segment, position))
+                after_run = kind == "reencode"
         return chosen
 
     def _entry(self, info, extradata: bytes | None = None) -> int:
@@ -233,7 +232,7 @@ class _Mp4Video(SmartCutVideo):
         offsets = index.pos[packets].copy()
         sizes = index.size[packets].copy()
         sources = np.full(len(packets), source)
-        if id(step) in self.prefixed and len(packets):
+        if (step.segment, step.position) in self.prefixed and len(packets):
             sets = nal.parameter_sets(index.info.extradata, "hevc")
             prefix = b"".join(len(n).to_bytes(self.length_size, "big") + n for n in sets)
             with open(seg.path, "rb") as file:

@@ -157,7 +157,13 @@ class _ChunkList:
         self.parts["nbytes"][-1][-1] += nbytes
 
     def joined(self) -> dict[str, np.ndarray]:
-        return {name: np.concatenate(parts) for name, parts in self.parts.items()}
+        """All chunks, one array per field; the pieces are let go field by field (and so can
+        be read once only)."""
+        joined = {}
+        for name in self.FIELDS:
+            joined[name] = np.concatenate(self.parts[name])
+            self.parts[name] = []
+        return joined
 
 
 @dataclass
@@ -371,7 +377,7 @@ class TrackTables:
                 self.fail("PCM needs timescale = sample rate (at most 65535 Hz)")
 
     def chunk_table(self, source_count: int) -> dict[str, np.ndarray]:
-        """The chunks, with SPOOL resolved to the last source."""
+        """The chunks, with SPOOL resolved to the last source (once: see _ChunkList.joined)."""
         table = self.chunks.joined()
         table["source"][table["source"] == SPOOL] = source_count - 1
         if table["source"].max() >= source_count or table["source"].min() < 0:

@@ -182,20 +182,12 @@ class _Chunks:
         return len(self.count)
 
 
-def write_mp4(
-    path: Path,
-    tracks: list[Track],
-    sources: list[Path],
-    brand: str = "mp4",
-    creation_time: datetime | None = None,
-    title: str | None = None,
-    progress: Callable[[float], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
-) -> int:
-    """Write `tracks` (bytes taken from `sources`) to `path` as mp4 or mov; return its size."""
+def write_mp4(path: Path, tracks: list[Track], sources: list[Path], *args, **options) -> int:
+    """Write `tracks` (bytes taken from `sources`) to `path` as mp4 or mov; return its size.
+    The other arguments are write_tables's (brand, creation_time, title, progress, cancelled)."""
     tables = [track.tables(number, Path(path).parent) for number, track in enumerate(tracks, 1)]
     try:
-        return write_tables(path, tables, sources, brand, creation_time, title, progress, cancelled)
+        return write_tables(path, tables, sources, *args, **options)
     finally:
         for table in tables:
             table.close()

@@ -14,6 +14,12 @@ nothing decoded), so every decision can be tested on hand-built indexes (tests/t
 - the audio packets kept (their middle inside the kept video of the segment), contiguous;
 - gaps with their reasons, and what was left out and why.
 
+Memory: `make_plan` keeps every segment's plan (tests, short ranges). A long export does not
+hold a plan of a day of frames: `outline_plan` plans each segment as its index comes and keeps
+only its `SegmentOutline` (counts, times, step kinds) and the one dts delay; the executor asks
+`Plan.segment_plans` for each segment's full plan when it gets there, which plans that segment
+again from its index, the same way (the planner is deterministic and carries its state along).
+
 One time unit: every output timestamp is an integer number of `Plan.unit` seconds, chosen so
 that each source time base and audio frame is an exact multiple of it (1 / the least common
 multiple of their denominators). Output decode times are derived, not copied: the i-th output
@@ -24,6 +30,7 @@ that keeps dts <= pts, so joins of copied and re-encoded frames always increase 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -33,7 +40,7 @@ import numpy as np
 
 from . import compat
 from .errors import ExportError, NoRecordingError
-from .frameindex import Kind, SegmentIndex, StreamIndex
+from .frameindex import Kind, SegmentIndex, StreamIndex, StreamInfo
 
 RANDOM_ACCESS = (Kind.IDR, Kind.OPEN, Kind.RECOVERY)
 COPY_START = (Kind.IDR, Kind.OPEN)  # a copy may begin only where a decoder starts cleanly
@@ -58,6 +65,37 @@ class PlanSegment:
     index: SegmentIndex
 
 
+@dataclass(frozen=True)
+class SegmentSummary:
+    """What decisions for the whole file need of one segment: no per-frame arrays."""
+
+    path: Path
+    wall_start: datetime
+    container: str
+    damaged: str
+    video: StreamInfo | None  # None: no video frame
+    audio: StreamInfo | None  # the audio stream, if any (it may have no packet)
+    audio_packets: int
+    reordered: bool  # video frames presented in another order than decoded (B-frames)
+    frame_rate: Fraction
+
+    @classmethod
+    def of(cls, seg: PlanSegment) -> SegmentSummary:
+        video, audio = seg.index.video, seg.index.audio
+        has_video = video is not None and len(video.pts) > 0
+        return cls(
+            seg.path,
+            seg.wall_start,
+            seg.index.container,
+            seg.index.damaged,
+            video.info if has_video else None,
+            audio.info if audio is not None else None,
+            len(audio.pts) if audio is not None else 0,
+            has_video and _is_reordered(video),
+            _frame_rate(video) if has_video else Fraction(25),
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Copy:
     """Video packets stream-copied, in source decode order."""
@@ -67,6 +105,7 @@ class Copy:
     pts: np.ndarray  # output pts, unit
     dts: np.ndarray  # output dts, unit
     dropped: np.ndarray  # packets inside the run that are left out (leading pictures)
+    position: int = 0  # in its segment's steps: (segment, position) names a step in any replay
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +119,7 @@ class Reencode:
     pts: np.ndarray  # output pts per encoded frame, unit
     dts: np.ndarray
     reason: str
+    position: int = 0
 
     @property
     def warmup(self) -> int:
@@ -118,6 +158,36 @@ class SegmentPlan:
     out_start: int  # unit
     out_end: int
 
+    def outline(self) -> SegmentOutline:
+        return SegmentOutline(
+            self.segment,
+            self.path,
+            tuple("copy" if isinstance(step, Copy) else "reencode" for step in self.video),
+            tuple((len(s.frames), s.reason) for s in self.video if isinstance(s, Reencode)),
+            None if self.audio is None else len(self.audio.packets),
+            self.frames,
+            self.first_frame,
+            self.last_frame,
+            self.out_start,
+            self.out_end,
+        )
+
+
+@dataclass(frozen=True)
+class SegmentOutline:
+    """A SegmentPlan without its per-frame arrays: what the whole file needs to know of it."""
+
+    segment: int
+    path: Path
+    steps: tuple[str, ...]  # "copy" | "reencode" per video step, output decode order
+    reencoded: tuple[tuple[int, str], ...]  # (frames, reason) per re-encoded step
+    audio_packets: int | None  # None: no audio run
+    frames: int
+    first_frame: datetime
+    last_frame: datetime
+    out_start: int
+    out_end: int
+
 
 @dataclass(eq=False)
 class Plan:
@@ -128,33 +198,49 @@ class Plan:
     audio_codec: str | None
     audio_mode: str | None  # None (no audio) | copy | transcode
     frame_rate: Fraction  # nominal, for encoders and frame-counting muxers
-    segments: list[SegmentPlan]
+    segments: list[SegmentPlan]  # every segment's full plan; empty in an outline plan
     gaps: list[Gap] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     transcoded: list[str] = field(default_factory=list)
     delay: int = 0  # output pts - dts of the first packet, unit
+    outlines: list[SegmentOutline] = field(default_factory=list)  # one per planned segment
+    summaries: list[SegmentSummary] = field(default_factory=list)  # per input segment
+    replan: tuple | None = None  # (start, end): an outline plan, segment_plans plans again
 
     @property
     def frames(self) -> int:
-        return sum(s.frames for s in self.segments)
+        return sum(s.frames for s in self.outlines)
 
     @property
     def duration(self) -> int:
-        return self.segments[-1].out_end if self.segments else 0
+        return self.outlines[-1].out_end if self.outlines else 0
 
     @property
     def reencoded_frames(self) -> int:
         if self.video_mode == "transcode":
             return 0
-        return sum(len(step.frames) for step in self.video_steps() if isinstance(step, Reencode))
+        return sum(frames for o in self.outlines for frames, _ in o.reencoded)
 
     @property
     def first_frame(self) -> datetime | None:
-        return self.segments[0].first_frame if self.segments else None
+        return self.outlines[0].first_frame if self.outlines else None
 
     @property
     def last_frame(self) -> datetime | None:
-        return self.segments[-1].last_frame if self.segments else None
+        return self.outlines[-1].last_frame if self.outlines else None
+
+    def segment_plans(self, segments) -> Iterator[SegmentPlan]:
+        """Each planned segment's full plan, in order; `segments[k]` gives segment k with its
+        index (for an outline plan, whose segments are planned again one at a time)."""
+        if self.replan is None:
+            yield from self.segments
+            return
+        planner = _Planner(self.summaries, *self.replan, self.fmt)
+        for number in planner.usable:
+            planned = planner.add(number, segments[number])
+            if planned is not None:
+                _set_dts(planned, self.delay)
+                yield planned
 
     @property
     def technique(self) -> str:
@@ -177,15 +263,15 @@ def _is_reordered(video: StreamIndex) -> bool:
     return bool(len(video.pts) > 1 and np.any(np.diff(video.pts) < 0))
 
 
-def _video_mode(segments: list[PlanSegment], fmt: str) -> tuple[str, str, list[str]]:
-    infos = [s.index.video.info for s in segments]
+def _video_mode(segments: list[SegmentSummary], fmt: str) -> tuple[str, str, list[str]]:
+    infos = [s.video for s in segments]
     codec = infos[0].codec
     shapes = {(i.codec, i.width, i.height) for i in infos}
     if len(shapes) > 1:
         changes = ", ".join(f"{c} {w}x{h}" for c, w, h in sorted(shapes))
         why = f"codec or resolution changes between segments: {changes}"
         return "transcode", codec, [f"video: {codec} -> h264 ({why})"]
-    if fmt in compat.NO_REORDER and any(_is_reordered(s.index.video) for s in segments):
+    if fmt in compat.NO_REORDER and any(s.reordered for s in segments):
         return "transcode", codec, [f"video: {codec} -> h264 ({compat.NO_REORDER[fmt]})"]
     if compat.can_copy(codec, fmt) and codec in compat.SMART_CUT | compat.INTRA_ONLY:
         return "copy", codec, []
@@ -195,11 +281,13 @@ def _video_mode(segments: list[PlanSegment], fmt: str) -> tuple[str, str, list[s
     return "transcode", codec, [f"video: {codec} -> h264 ({why})"]
 
 
-def _audio_mode(segments: list[PlanSegment], fmt: str) -> tuple[str | None, str | None, list[str]]:
+def _audio_mode(
+    segments: list[SegmentSummary], fmt: str
+) -> tuple[str | None, str | None, list[str]]:
     audios = {
-        (a.info.codec, a.info.sample_rate, a.info.channels)
-        for a in (s.index.audio for s in segments)
-        if a is not None and len(a.pts)
+        (s.audio.codec, s.audio.sample_rate, s.audio.channels)
+        for s in segments
+        if s.audio is not None and s.audio_packets
     }
     if not audios:
         return None, None, []
@@ -215,16 +303,16 @@ def _audio_mode(segments: list[PlanSegment], fmt: str) -> tuple[str | None, str 
     return "transcode", codec, [f"audio: {codec} -> aac ({compat.copy_refusal(codec, fmt)})"]
 
 
-def _unit(segments: list[PlanSegment]) -> Fraction:
+def _unit(segments: list[SegmentSummary]) -> Fraction:
     """1 / the lcm of every time base's denominator (and audio rate): all exact in it."""
     denominator = 1
     for segment in segments:
-        for stream in (segment.index.video, segment.index.audio):
-            if stream is None:
+        for info in (segment.video, segment.audio):
+            if info is None:
                 continue
-            denominator = math.lcm(denominator, stream.info.time_base.denominator)
-            if stream.info.sample_rate:
-                denominator = math.lcm(denominator, stream.info.sample_rate)
+            denominator = math.lcm(denominator, info.time_base.denominator)
+            if info.sample_rate:
+                denominator = math.lcm(denominator, info.sample_rate)
     if denominator > MAX_UNIT_DENOMINATOR:
         return Fraction(1, 90000 * 1000)
     return Fraction(1, denominator)
@@ -485,60 +573,105 @@ class _Timeline:
 
 def make_plan(segments: list[PlanSegment], start: datetime, end: datetime, fmt: str) -> Plan:
     """Plan the export of [start, end) from `segments` (wall order) into container `fmt`."""
-    skipped: list[str] = []
-    usable = []
-    for seg in segments:
-        if seg.index.video is None or not len(seg.index.video.pts):
-            skipped.append(f"{seg.path.name}: no video stream")
-            continue
-        if seg.index.damaged:
-            skipped.append(
-                f"{seg.path.name}: truncated, read up to the damage ({seg.index.damaged})"
-            )
-        usable.append(seg)
-    if not usable:
-        raise NoRecordingError("no readable recording in the requested range")
-    usable.sort(key=lambda s: s.wall_start)
-    video_mode, video_codec, transcoded = _video_mode(usable, fmt)
-    audio_mode, audio_codec, audio_why = _audio_mode(usable, fmt)
-    unit = _unit(usable)
-    plan = Plan(
-        fmt=fmt,
-        unit=unit,
-        video_codec=video_codec,
-        video_mode=video_mode,
-        audio_codec=audio_codec,
-        audio_mode=audio_mode,
-        frame_rate=_frame_rate(usable[0].index.video),
-        segments=[],
-        skipped=skipped,
-        transcoded=transcoded + audio_why,
-    )
-    timeline = _Timeline(start, end)
-    audio_next = [0]  # output pts the next copied audio packet should have
-    why = transcoded[0].split("(", 1)[-1].rstrip(")") if transcoded else ""
-    for number, seg in enumerate(usable):
-        wanted = _wanted(seg, start, end, timeline.wall_end)
+    ordered = sorted(segments, key=lambda s: s.wall_start)
+    planner = _Planner([SegmentSummary.of(s) for s in ordered], start, end, fmt)
+    for number in planner.usable:
+        planned = planner.add(number, ordered[number])
+        if planned is not None:
+            planner.plan.segments.append(planned)
+    plan = planner.finish()
+    for planned in plan.segments:
+        _set_dts(planned, plan.delay)
+    return plan
+
+
+def outline_plan(
+    summaries: list[SegmentSummary], segments, start: datetime, end: datetime, fmt: str
+) -> Plan:
+    """`make_plan` keeping only each segment's outline (see the module docstring): segment k
+    is `segments[k]` (its index loaded then), summarised in `summaries[k]`, in wall order."""
+    planner = _Planner(summaries, start, end, fmt)
+    for number in planner.usable:
+        planner.add(number, segments[number])
+    plan = planner.finish()
+    plan.replan = (start, end)
+    return plan
+
+
+class _Planner:
+    """Plans segments one at a time in wall order, carrying what joins them: the output
+    timeline, the audio's continuity, gaps, skipped files, the largest dts delay."""
+
+    def __init__(self, summaries: list[SegmentSummary], start, end, fmt: str):
+        skipped: list[str] = []
+        self.usable = []
+        for number, summary in enumerate(summaries):
+            if summary.video is None:
+                skipped.append(f"{summary.path.name}: no video stream")
+                continue
+            if summary.damaged:
+                skipped.append(
+                    f"{summary.path.name}: truncated, read up to the damage ({summary.damaged})"
+                )
+            self.usable.append(number)
+        if not self.usable:
+            raise NoRecordingError("no readable recording in the requested range")
+        usable = [summaries[number] for number in self.usable]
+        video_mode, video_codec, transcoded = _video_mode(usable, fmt)
+        audio_mode, audio_codec, audio_why = _audio_mode(usable, fmt)
+        self.plan = Plan(
+            fmt=fmt,
+            unit=_unit(usable),
+            video_codec=video_codec,
+            video_mode=video_mode,
+            audio_codec=audio_codec,
+            audio_mode=audio_mode,
+            frame_rate=usable[0].frame_rate,
+            segments=[],
+            skipped=skipped,
+            transcoded=transcoded + audio_why,
+            summaries=summaries,
+        )
+        self.start, self.end = start, end
+        self.timeline = _Timeline(start, end)
+        self.audio_next = [0]  # output pts the next copied audio packet should have
+        self.why = transcoded[0].split("(", 1)[-1].rstrip(")") if transcoded else ""
+        self.last_usable = self.usable[-1]
+        self.delay = 0
+
+    def add(self, number: int, seg: PlanSegment) -> SegmentPlan | None:
+        """Plan segment `number` (the next usable one); None when none of its frames is kept.
+        Its steps' dts are set by the caller (`_set_dts`) once the file's delay is known."""
+        plan = self.plan
+        wanted = _wanted(seg, self.start, self.end, self.timeline.wall_end)
         if not wanted.any():
-            continue
-        planned = _plan_segment_video(seg, wanted, video_mode, why, not plan.segments)
+            return None
+        first_in_file = not plan.outlines
+        planned = _plan_segment_video(seg, wanted, plan.video_mode, self.why, first_in_file)
         if planned.undecodable:
-            skipped.append(
+            plan.skipped.append(
                 f"{seg.path.name}: {planned.undecodable} {planned.undecodable_reason} are not"
                 " decodable and were left out"
             )
         if not len(planned.kept):
-            continue
-        plan.segments.append(
-            _place(plan, number, seg, planned, timeline, audio_next, number == len(usable) - 1)
-        )
-    timeline.close()
-    if not plan.segments:
-        detail = f" ({'; '.join(skipped)})" if skipped else ""
-        raise NoRecordingError(f"no video frame recorded between {start} and {end}{detail}")
-    plan.gaps = timeline.gaps
-    plan.delay = _derive_dts(plan)
-    return plan
+            return None
+        last = number == self.last_usable
+        placed = _place(plan, number, seg, planned, self.timeline, self.audio_next, last)
+        plan.outlines.append(placed.outline())
+        self.delay = max(self.delay, _segment_delay(placed))
+        return placed
+
+    def finish(self) -> Plan:
+        self.timeline.close()
+        plan = self.plan
+        if not plan.outlines:
+            detail = f" ({'; '.join(plan.skipped)})" if plan.skipped else ""
+            raise NoRecordingError(
+                f"no video frame recorded between {self.start} and {self.end}{detail}"
+            )
+        plan.gaps = self.timeline.gaps
+        plan.delay = self.delay
+        return plan
 
 
 def _place(
@@ -567,11 +700,13 @@ def _place(
         if step[0] == "copy":
             _, packets, dropped = step
             out = pts[packets] * scale + offset
-            steps.append(Copy(number, packets, out, out.copy(), dropped))
+            steps.append(Copy(number, packets, out, out.copy(), dropped, len(steps)))
         else:
             _, d_from, d_to, frames, reason = step
             out = pts[frames] * scale + offset
-            steps.append(Reencode(number, d_from, d_to, frames, out, out.copy(), reason))
+            steps.append(
+                Reencode(number, d_from, d_to, frames, out, out.copy(), reason, len(steps))
+            )
     pts0 = int(pts.min())
 
     def wall(ticks: int) -> datetime:
@@ -658,17 +793,23 @@ def _contiguous(packets: np.ndarray, at: np.ndarray, dur: np.ndarray, floor: int
     return packets[keep], out[keep], floor
 
 
-def _derive_dts(plan: Plan) -> int:
-    """Give every video packet its output dts; return the one delay used for the file."""
-    steps = list(plan.video_steps())
-    in_order = np.concatenate([step.pts for step in steps])
+def _segment_delay(planned: SegmentPlan) -> int:
+    """The least delay that keeps this segment's dts <= pts (see `_set_dts`).
+
+    Segments occupy disjoint, increasing stretches of output time, so the i-th smallest pts
+    of the file is the i-th smallest of its segment: each segment can be done alone."""
+    in_order = np.concatenate([step.pts for step in planned.video])
     ordered = np.sort(in_order)
     if len(ordered) > 1 and np.any(np.diff(ordered) <= 0):
         raise ExportError("two output frames would share one presentation time")
-    delay = max(0, int((ordered - in_order).max()))
-    dts = ordered - delay
+    return max(0, int((ordered - in_order).max()))
+
+
+def _set_dts(planned: SegmentPlan, delay: int) -> None:
+    """The i-th packet's output dts is the i-th smallest output pts minus one `delay` for the
+    whole file, so joins of copied and re-encoded frames always increase strictly."""
+    dts = np.sort(np.concatenate([step.pts for step in planned.video])) - delay
     at = 0
-    for step in steps:
+    for step in planned.video:
         step.dts[:] = dts[at : at + len(step.pts)]
         at += len(step.pts)
-    return delay
