@@ -28,7 +28,8 @@ pytestmark = pytest.mark.django_db
 
 RANGE = {"CameraId": "1", "From": psim(T0), "To": psim(T0 + timedelta(seconds=2))}
 SIX_FIELDS = {"CameraId", "From", "To", "ArchiveTaskId", "ErrorMessage", "State"}
-STATUS_FIELDS = SIX_FIELDS | {"Percents", "Url"}
+# PSIM's status fields plus PackageUrl (the evidence package; additive, as INTERFACES allows).
+STATUS_FIELDS = SIX_FIELDS | {"Percents", "Url", "PackageUrl"}
 
 
 @pytest.fixture
