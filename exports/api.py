@@ -378,7 +378,9 @@ def keep_archive_task(request):
 def _refused_on(task, request, refusal) -> ApiError:
     """A refused change of a visible task: its status fields, the refusal's message."""
     status = tasks.task_status_dict(task, request)
-    fields = {k: v for k, v in status.items() if k not in ("Url", "ErrorMessage")}
+    # No links in a refusal: the error answer carries the task's fields, not its files.
+    links = ("Url", "PackageUrl", "Parts", "ErrorMessage")
+    fields = {k: v for k, v in status.items() if k not in links}
     return ApiError(refusal.message, refusal.status, **fields)
 
 

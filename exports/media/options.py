@@ -237,6 +237,7 @@ def reshape(plan: Plan, indexed, selection: _Selection, speed: int, keep_audio: 
         video_mode="copy" if selection.mode == "keyframes" else "transcode",
         audio_mode=plan.audio_mode if keep_audio else None,
         segments=segments,
+        outlines=[seg.outline() for seg in segments],  # what frames/duration are counted from
         delay=0,
     )
     return reshaped, kept
