@@ -207,7 +207,9 @@ def test_parts_are_listed_zipped_and_removed_with_the_task(
         (p["file"], p["bytes"]) for p in task.parts
     ]
     folder = Path(settings.EXPORTS_DIR) / str(task.id)
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p["file"] for p in task.parts)
+    # The parts and the signed manifest (exports/manifest.py) of the export.
+    expected = [p["file"] for p in task.parts] + ["manifest.json", "manifest.sig"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(expected)
     admin = Client()
     admin.login(username="root", password="root-secret-pw")
     row = admin.get("/admin/exports/exporttask/").content.decode()
@@ -240,8 +242,9 @@ def test_without_max_file_size_the_status_is_unchanged(
         CameraId="1", From=psim(api_support.T0), To=psim(api_support.T0 + timedelta(seconds=4)),
     )
     status = alice.status(task.id).json()
-    assert set(status) == {
-        "Percents", "Url", "CameraId", "From", "To", "ArchiveTaskId", "ErrorMessage", "State"
+    assert set(status) == {  # PSIM's fields and the evidence package's link, no Parts
+        "Percents", "Url", "PackageUrl", "CameraId", "From", "To", "ArchiveTaskId",
+        "ErrorMessage", "State",
     }
     assert task.parts == [] and not any(p.name.endswith("_part01.mp4") for p in
                                         (Path(api_support.settings_exports_dir()) / str(task.id)).iterdir())
