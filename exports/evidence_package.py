@@ -65,6 +65,13 @@ def audit_trail(task) -> bytes:
 
 def task_files(task) -> dict:
     """{name in the package: path} of a ready task; DownloadUnavailable when it has none."""
+    if len(task.parts or []) > 1:
+        # Its manifest signs the first part only: a package would look complete and not be.
+        raise DownloadUnavailable(
+            "evidence packages of an export in parts are not offered yet: download the parts "
+            "(the first part's manifest is beside it), or export the range without MaxFileSize",
+            409,
+        )
     video = export_file_path(task)
     manifest, signature = manifest_paths(video)
     if not manifest.is_file() or not signature.is_file():

@@ -207,6 +207,9 @@ def test_parts_are_listed_zipped_and_removed_with_the_task(
         (p["file"], p["bytes"]) for p in task.parts
     ]
     folder = Path(settings.EXPORTS_DIR) / str(task.id)
+    # Its manifest signs the first part only, so no evidence package is offered (yet).
+    package = page.get("/download", {"file": str(task.id), "package": "1"})
+    assert package.status_code == 409 and "in parts" in package.json()["ErrorMessage"]
     # The parts and the signed manifest (exports/manifest.py) of the export.
     expected = [p["file"] for p in task.parts] + ["manifest.json", "manifest.sig"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(expected)
