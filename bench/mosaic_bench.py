@@ -1,7 +1,7 @@
 """Mosaic benchmark: the cost of a 2x2 and a 3x3 mosaic per minute of 1080p footage, against
 the plain stream copy of one camera's minute, in the same run.
 
-Run by hand:  .venv/bin/python bench/mosaic_bench.py [--minutes 1] [--cache DIR]
+Run by hand:  .venv/bin/python bench/mosaic_bench.py [--seconds 60] [--cache DIR]
 
 Footage: export_bench's 1080p25 H.264 + AAC archive (10 s segments, about 4 Mbit/s; built and
 cached by bench/export_bench.py, or here on first use). Every camera of the mosaic reads the
@@ -30,12 +30,12 @@ from exports.media.mosaic import MosaicInput, export_mosaic  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--minutes", type=int, default=1)
+    parser.add_argument("--seconds", type=int, default=60, help="of footage (10 s segments)")
     parser.add_argument("--cache", type=Path, help="where export_bench's archive is cached")
     args = parser.parse_args()
     if args.cache:
         export_bench.CACHE = args.cache
-    segments = export_bench.build_archive(args.minutes)
+    segments = export_bench.build_archive(1)[: max(1, args.seconds // export_bench.SEGMENT_S)]
     start, end = segments[0].start, segments[-1].end
     out = Path(tempfile.mkdtemp(prefix="mosaic-bench-"))
     footage = (end - start).total_seconds() / 60

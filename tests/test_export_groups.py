@@ -148,6 +148,16 @@ def test_bad_camera_ids_are_400(group_cameras, alice, value):
     assert response.json()["ErrorMessage"].startswith("CameraIds ")
 
 
+def mosaic_group(client, capture, queue) -> dict:
+    """Cameras a and b with a 2x2 mosaic, run; the create answer."""
+    answer = create_group(
+        client, capture, CameraIds=["a", "b"], Mosaic="2x2", From=psim(FROM), To=psim(TO)
+    ).json()
+    assert [t.get("Mosaic") for t in answer["Tasks"]] == [None, None, "2x2"]
+    run_worker(queue)
+    return answer
+
+
 def test_a_mosaic_shows_every_camera_at_the_same_instant_in_its_tile(
     group_cameras, alice, exports_queue, django_capture_on_commit_callbacks, tmp_path
 ):
@@ -155,12 +165,7 @@ def test_a_mosaic_shows_every_camera_at_the_same_instant_in_its_tile(
 
     from exports.media.synth import frame_wall_time
 
-    answer = create_group(
-        alice, django_capture_on_commit_callbacks,
-        CameraIds=["a", "b"], Mosaic="2x2", From=psim(FROM), To=psim(TO),
-    ).json()
-    assert [t.get("Mosaic") for t in answer["Tasks"]] == [None, None, "2x2"]
-    run_worker(exports_queue)
+    answer = mosaic_group(alice, django_capture_on_commit_callbacks, exports_queue)
     status = alice.status(answer["ArchiveTaskId"]).json()
     assert status["State"] == "ReadyForDownload", status
     mosaic = next(t for t in status["Tasks"] if t.get("Mosaic"))
@@ -229,11 +234,7 @@ def test_the_export_form_makes_a_group_with_its_mosaic_and_max_file_size(
 def test_a_mosaic_is_hidden_from_whoever_may_not_export_every_camera_of_it(
     group_cameras, alice, bob, exports_queue, django_capture_on_commit_callbacks
 ):
-    answer = create_group(
-        alice, django_capture_on_commit_callbacks,
-        CameraIds=["a", "b"], Mosaic="2x2", From=psim(FROM), To=psim(TO),
-    ).json()
-    run_worker(exports_queue)
+    answer = mosaic_group(alice, django_capture_on_commit_callbacks, exports_queue)
     task_a, _task_b, mosaic = (t["ArchiveTaskId"] for t in answer["Tasks"])
     assert bob.status(task_a).status_code == 200  # bob may export camera "a"
     assert bob.status(mosaic).status_code == 404  # but the mosaic also shows "b"

@@ -374,3 +374,23 @@ def test_a_limit_below_one_gop_fails_the_task_saying_what_would_work(
     assert task.state == "Failed"
     assert "ask for a MaxFileSize of at least" in task.error_message
     assert not (Path(settings.EXPORTS_DIR) / str(task.id)).exists()
+
+
+def test_export_archive_writes_a_long_range_in_parts_beside_the_output(cameras, settings, tmp_path):
+    import json
+
+    from django.core.management import call_command
+
+    settings.PSIMEXPORT_PART_HOURS = 2.5 / 3600
+    out = io.StringIO()
+    call_command(
+        "export_archive", "1", psim(api_support.T0), psim(api_support.T0 + timedelta(seconds=6)),
+        output=str(tmp_path / "clip.mp4"), stdout=out,
+    )
+    summary = json.loads(out.getvalue())
+    assert summary["parts"] == [str(tmp_path / f"clip_part0{n}.mp4") for n in (1, 2, 3)]
+    assert summary["output"] == summary["parts"][0]
+    assert summary["bytes"] == sum(Path(p).stat().st_size for p in summary["parts"])
+    walls = [w for p in summary["parts"] for w in decode_with_pyav(Path(p)).walls]
+    assert len(walls) == len(set(walls)) == 150 and not frame_steps_ok(walls, FRAME)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_part01.mp4", "clip_part02.mp4", "clip_part03.mp4"]

@@ -88,6 +88,7 @@ def export_mosaic(
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": "20", "bf": "0", "preset": "veryfast"}
             canvas = np.zeros((height * side, width * side, 3), dtype=np.uint8)
+            labels = [label_patch(camera.label, width, height) for camera in cameras]
             for number in range(count):
                 if cancelled is not None and number % 25 == 0 and cancelled():
                     raise ExportCancelled("cancelled")
@@ -96,7 +97,8 @@ def export_mosaic(
                     row, col = divmod(position, side)
                     tile = canvas[row * height:(row + 1) * height, col * width:(col + 1) * width]
                     tile[:] = feed.picture_at(at)
-                    draw_label(tile, cameras[position].label)
+                    patch = labels[position]
+                    tile[height - patch.shape[0]:, : patch.shape[1]] = patch
                 frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
                 frame.pts = number
                 frame.time_base = Fraction(1, 1) / fps
@@ -192,18 +194,19 @@ class _Feed:
         self.frames.close()
 
 
-def draw_label(tile: np.ndarray, label: str) -> None:
-    """The label in white on a black band at the tile's bottom left."""
-    text = label.upper()[: max(1, (tile.shape[1] - 4) // (4 * LABEL_SCALE))]
+def label_patch(label: str, width: int, height: int) -> np.ndarray:
+    """The label in white on a black band, for a tile's bottom left (drawn once, pasted on
+    every frame)."""
+    text = label.upper()[: max(1, (width - 4) // (4 * LABEL_SCALE))]
     glyph_h = 5 * LABEL_SCALE
-    band = tile[tile.shape[0] - glyph_h - 4:, : 4 + len(text) * 4 * LABEL_SCALE]
-    band[:] = 0
-    top, left = tile.shape[0] - glyph_h - 2, 2
+    patch = np.zeros((min(height, glyph_h + 4), min(width, 4 + len(text) * 4 * LABEL_SCALE), 3), np.uint8)
+    left = 2
     for char in text:
         glyph = _FONT.get(char, _FONT["#"])
         for index, on in enumerate(glyph):
             if on == "1":
                 r, c = divmod(index, 3)
-                y, x = top + r * LABEL_SCALE, left + c * LABEL_SCALE
-                tile[y:y + LABEL_SCALE, x:x + LABEL_SCALE] = 255
+                y, x = 2 + r * LABEL_SCALE, left + c * LABEL_SCALE
+                patch[y:y + LABEL_SCALE, x:x + LABEL_SCALE] = 255
         left += 4 * LABEL_SCALE
+    return patch
