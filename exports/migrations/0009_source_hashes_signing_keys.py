@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('exports', '0011_evidence_data'),
+        ('exports', '0008_evidence_data'),
     ]
 
     operations = [

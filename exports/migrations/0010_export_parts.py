@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('exports', '0012_source_hashes_signing_keys'),
+        ('exports', '0009_source_hashes_signing_keys'),
     ]
 
     operations = [

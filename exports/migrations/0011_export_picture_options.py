@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("exports", "0014_export_options"),
+        ("exports", "0010_export_parts"),
     ]
 
     operations = [
