@@ -13,7 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
 
 from exports import signing_keys, verify
-from exports.download import DownloadUnavailable, export_file_path
+from exports.download import DownloadUnavailable, task_file_paths
 from exports.evidence_zip import ZipStream
 from exports.manifest import manifest_paths
 from exports.models import AuditEvent
@@ -29,12 +29,15 @@ This package holds recorded video exported from a video surveillance archive, wi
 signed statement of where it came from.
 
 What is in it
-  - the video file(s) (for example camera-1_2026-11-20T10-00-13Z_....mp4); any common
-    player (VLC, Windows Media Player, QuickTime) plays them;
+  - the video file(s) (for example camera-1_2026-11-20T10-00-13Z_....mp4; a long export,
+    or one with a size limit, comes in parts: ..._part01.mp4, ..._part02.mp4, each a
+    complete video, the next starting where the last ended); any common player (VLC,
+    Windows Media Player, QuickTime) plays them;
   - manifest.json: the statement. It names the camera, the time range, the first and last
     recorded frame, the number of frames, every gap in the recording, the original recorded
-    files the video was made from (each with its SHA-256 fingerprint), who asked for the
-    export, from which address and when, and the case name and comment;
+    files the video was made from (each with its SHA-256 fingerprint), the size and
+    fingerprint of each video file (of every part), who asked for the export, from which
+    address and when, and the case name and comment;
   - manifest.sig: psimexport's digital signature (Ed25519) of manifest.json;
   - audit-trail.json: every action recorded for this export (created, started, finished,
     downloaded), with user, address and time;
@@ -64,22 +67,17 @@ def audit_trail(task) -> bytes:
 
 
 def task_files(task) -> dict:
-    """{name in the package: path} of a ready task; DownloadUnavailable when it has none."""
-    if len(task.parts or []) > 1:
-        # Its manifest signs the first part only: a package would look complete and not be.
-        raise DownloadUnavailable(
-            "evidence packages of an export in parts are not offered yet: download the parts "
-            "(the first part's manifest is beside it), or export the range without MaxFileSize",
-            409,
-        )
-    video = export_file_path(task)
-    manifest, signature = manifest_paths(video)
+    """{name in the package: path} of a ready task (its file, or every part of an export in
+    parts, first; then its manifest); DownloadUnavailable when it has none."""
+    videos = task_file_paths(task)
+    manifest, signature = manifest_paths(videos[0])
     if not manifest.is_file() or not signature.is_file():
         raise DownloadUnavailable(
             "this export has no signed manifest (it was made before evidence packages "
             "existed): download the file, or export the range again", 409
         )
-    return {video.name: video, verify.MANIFEST: manifest, verify.SIGNATURE: signature}
+    return {**{video.name: video for video in videos},
+            verify.MANIFEST: manifest, verify.SIGNATURE: signature}
 
 
 def _file_chunks(path: Path):
@@ -94,10 +92,10 @@ def package_stream(items, password: str | None = None):
     batch = len(items) > 1
     used = set()
     for task, files in items:
-        video = next(iter(files.values()))
+        stem = next(iter(files.values())).stem.removesuffix("_part01")
         folder = ""
         if batch:
-            folder = video.stem if video.stem not in used else f"{video.stem}_{task.id}"
+            folder = stem if stem not in used else f"{stem}_{task.id}"
             used.add(folder)
             folder += "/"
         for name, path in files.items():

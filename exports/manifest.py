@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from exports import signing_keys, source_hashes
-from exports.verify import MANIFEST, MANIFEST_FORMAT, SIGNATURE, canonical_json
+from exports.verify import MANIFEST, MANIFEST_FORMAT, PARTS_FORMAT, SIGNATURE, canonical_json
 
 
 def iso(moment) -> str | None:
@@ -33,7 +33,7 @@ def build_manifest(task, result, file_name: str, size: int, digest: str, sources
         )
     ]
     user = task.requested_by
-    return {
+    manifest = {
         "format": MANIFEST_FORMAT,
         "product": {"name": "psimexport", "version": product_version()},
         "task": {"id": str(task.id), "batch": str(task.batch) if task.batch else None,
@@ -62,6 +62,21 @@ def build_manifest(task, result, file_name: str, size: int, digest: str, sources
         "exported_at": iso(now),
         "signing_key_id": key_id,
     }
+    parts = signed_parts(result)
+    if parts:  # `output` stays the first part, as the task's Url and sha256 are
+        manifest.update(format=PARTS_FORMAT, parts=parts)
+    return manifest
+
+
+def signed_parts(result) -> list[dict]:
+    """Every part of an export in parts (exports.parts.PartedResult), in order, with its
+    range; [] for an export in one piece."""
+    return [
+        {"file_name": part["file"], "size": part["bytes"], "sha256": part["sha256"],
+         "from": iso(start), "to": iso(end), "frames": part["frames"]}
+        for part, (start, end) in zip(getattr(result, "parts", []),
+                                      getattr(result, "spans", []), strict=True)
+    ]
 
 
 def manifest_paths(video: Path, beside: bool = False) -> tuple[Path, Path]:

@@ -62,6 +62,7 @@ class PartedResult(media.ExportResult):
     """The engine's result summed over the parts, with one entry per part."""
 
     parts: list[dict] = field(default_factory=list)
+    spans: list[tuple] = field(default_factory=list)  # each part's exact [from, to), for the manifest
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "parts": list(self.parts)}
@@ -213,6 +214,8 @@ def _published_names(first_path: Path, done, gaps) -> PartedResult:
                 "technique": result.technique,
             }
         )
+        combined.spans.append((a, b))
+        combined.sources += result.sources  # the manifest lists each file once
         combined.frames += result.frames
         combined.duration_s += result.duration_s
         combined.bytes += result.bytes

@@ -13,7 +13,8 @@ in plain Python. The server runs this same module for `manage.py verify_export` 
 
 A manifest (`manifest.json`, canonical JSON: sorted keys, UTF-8, no whitespace) describes one
 export: camera, range, frames, the output file's size and SHA-256, the source files and who
-asked. `manifest.sig` holds an Ed25519 signature of the manifest's exact bytes and the id of
+asked. An export in parts (format psimexport-manifest/2) lists every part in `parts`, each
+with its file name, size, SHA-256 and range; `output` is then its first part. `manifest.sig` holds an Ed25519 signature of the manifest's exact bytes and the id of
 the key that made it. The public keys travel in `psimexport-keys.json`; compare the key's
 fingerprint with the one the issuing server publishes at /.well-known/psimexport-keys.json.
 """
@@ -31,6 +32,10 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 KEYS = "psimexport-keys.json"
 MANIFEST_FORMAT = "psimexport-manifest/1"
+# An export in parts: `parts` lists every file. A new version, so that a verify.py from before
+# parts refuses such a manifest instead of checking its first part alone and saying INTACT.
+PARTS_FORMAT = "psimexport-manifest/2"
+FORMATS = (MANIFEST_FORMAT, PARTS_FORMAT)
 CHUNK = 1 << 20
 
 
@@ -170,7 +175,7 @@ def check_manifest(report: Report, manifest_bytes: bytes, signature_bytes: bytes
         report.add(False, f"{report.name} is not a readable manifest ({error})")
         return None
     report.summary = describe(manifest)
-    if manifest.get("format") != MANIFEST_FORMAT:
+    if manifest.get("format") not in FORMATS:
         report.add(False, f"{report.name} is not a psimexport manifest (format "
                           f"{str(manifest.get('format'))[:40]!r})")
     if canonical_json(manifest) != manifest_bytes:
@@ -228,13 +233,23 @@ def describe(manifest: dict) -> str:
             f"{recorded.get('last_frame')}, {recorded.get('frames')} frames")
 
 
-def check_video(report: Report, manifest: dict, opener) -> None:
-    """Compare a video (opener() gives a binary file, or None when absent) with the manifest."""
-    output = manifest.get("output") or {}
-    name = str(output.get("file_name", "?"))
+def signed_files(manifest: dict) -> list[dict]:
+    """The files a manifest signs, each {file_name, size, sha256}: every part of an export in
+    parts (format 2), else its one `output`."""
+    parts = manifest.get("parts")
+    if manifest.get("format") == PARTS_FORMAT or parts is not None:
+        return [p if isinstance(p, dict) else {} for p in parts] if isinstance(parts, list) else []
+    output = manifest.get("output")
+    return [output if isinstance(output, dict) else {}]
+
+
+def check_video(report: Report, entry: dict, opener, label: str = "the video") -> None:
+    """Compare one file (opener() gives a binary file, or None when absent) with its entry
+    in the manifest ({file_name, size, sha256})."""
+    name = f"{label} {str(entry.get('file_name', '?'))}"
     handle = opener()
     if handle is None:
-        report.add(False, f"the video {name} is missing")
+        report.add(False, f"{name} is missing")
         return
     size, digest = 0, hashlib.sha256()
     try:
@@ -243,16 +258,32 @@ def check_video(report: Report, manifest: dict, opener) -> None:
                 size += len(chunk)
                 digest.update(chunk)
     except (OSError, zipfile.BadZipFile, EOFError) as error:
-        report.add(False, f"the video {name} cannot be read completely ({error})")
+        report.add(False, f"{name} cannot be read completely ({error})")
         return
-    if size != output.get("size"):
-        report.add(False, f"the video {name} has {size} bytes; the manifest says "
-                          f"{output.get('size')}: it was changed or cut short")
-    elif digest.hexdigest() != output.get("sha256"):
-        report.add(False, f"the video {name} differs from the exported one: SHA-256 "
-                          f"{digest.hexdigest()}, the manifest says {output.get('sha256')}")
+    if size != entry.get("size"):
+        report.add(False, f"{name} has {size} bytes; the manifest says "
+                          f"{entry.get('size')}: it was changed or cut short")
+    elif digest.hexdigest() != entry.get("sha256"):
+        report.add(False, f"{name} differs from the exported one: SHA-256 "
+                          f"{digest.hexdigest()}, the manifest says {entry.get('sha256')}")
     else:
-        report.add(True, f"video {name}: {size} bytes, SHA-256 {digest.hexdigest()} as signed")
+        report.add(True, f"{name}: {size} bytes, SHA-256 {digest.hexdigest()} as signed")
+
+
+def check_videos(report: Report, manifest: dict, members, prefix: str, given: str | None):
+    """Check every file the manifest signs: `prefix` + its name in the package, or `given`
+    (a video named on the command line) for an export in one piece."""
+    files = signed_files(manifest)
+    if not files:
+        report.add(False, f"{report.name} lists no video (its parts are missing or damaged)")
+        return
+    for number, entry in enumerate(files, start=1):
+        label = f"part {number} of {len(files)}," if len(files) > 1 else "the video"
+        name = given if given and len(files) == 1 else prefix + str(entry.get("file_name", ""))
+        check_video(report, entry, lambda name=name: members.open(name), label)
+    named = getattr(members, "video_name", None)
+    if given and named and len(files) > 1 and named not in {e.get("file_name") for e in files}:
+        report.add(False, f"{named} is not one of the {len(files)} parts this manifest signs")
 
 
 # -- packages: a zip, an extracted folder, or a video with its manifest -----------------------
@@ -310,12 +341,15 @@ class FolderMembers(Members):
                 if p.is_file()]
 
     def open(self, name):
-        path = self.root / name
+        path = (self.root / name).resolve()
+        if not path.is_relative_to(self.root.resolve()):  # a manifest naming "../x"
+            return None
         return open(path, "rb") if path.is_file() else None  # noqa: SIM115 (caller closes)
 
 
 class FileMembers(Members):
-    """A video and its manifest given separately; the signature lies beside the manifest."""
+    """A video and its manifest given separately; the signature lies beside the manifest.
+    The other parts of an export in parts are looked for beside the video, by name."""
 
     def __init__(self, video: Path, manifest: Path):
         sig = manifest.with_name(manifest.name.removesuffix(".json") + ".sig")
@@ -323,12 +357,15 @@ class FileMembers(Members):
             sig = manifest.with_name(SIGNATURE)
         self.files = {MANIFEST: manifest, SIGNATURE: sig, "video": video,
                       KEYS: manifest.with_name(KEYS)}
+        self.video_name = video.name
 
     def names(self):
         return [name for name, path in self.files.items() if path.is_file()]
 
     def open(self, name):
         path = self.files.get(name)
+        if path is None and PurePosixPath(name).name == name not in ("", ".", ".."):
+            path = self.files["video"].with_name(name)  # a part: beside the video, no folders
         return open(path, "rb") if path is not None and path.is_file() else None  # noqa: SIM115
 
 
@@ -351,9 +388,7 @@ def check_members(members: Members, keys: dict | None, video_override: str | Non
         manifest = check_manifest(report, members.read(name), members.read(prefix + SIGNATURE),
                                   keys)
         if manifest is not None:
-            video = video_override or prefix + str((manifest.get("output") or {})
-                                                   .get("file_name", ""))
-            check_video(report, manifest, lambda video=video: members.open(video))
+            check_videos(report, manifest, members, prefix, video_override)
         reports.append(report)
     return reports
 

@@ -207,9 +207,7 @@ def test_parts_are_listed_zipped_and_removed_with_the_task(
         (p["file"], p["bytes"]) for p in task.parts
     ]
     folder = Path(settings.EXPORTS_DIR) / str(task.id)
-    # Its manifest signs the first part only, so no evidence package is offered (yet).
-    package = page.get("/download", {"file": str(task.id), "package": "1"})
-    assert package.status_code == 409 and "in parts" in package.json()["ErrorMessage"]
+    assert f"/tasks/{task.id}/package/" in detail  # every part is signed (see Evidence below)
     # The parts and the signed manifest (exports/manifest.py) of the export.
     expected = [p["file"] for p in task.parts] + ["manifest.json", "manifest.sig"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(expected)
@@ -393,4 +391,105 @@ def test_export_archive_writes_a_long_range_in_parts_beside_the_output(cameras, 
     assert summary["bytes"] == sum(Path(p).stat().st_size for p in summary["parts"])
     walls = [w for p in summary["parts"] for w in decode_with_pyav(Path(p)).walls]
     assert len(walls) == len(set(walls)) == 150 and not frame_steps_ok(walls, FRAME)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_part01.mp4", "clip_part02.mp4", "clip_part03.mp4"]
+    manifest = tmp_path / "clip_part01.mp4.manifest.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip_part01.mp4", "clip_part01.mp4.manifest.json", "clip_part01.mp4.manifest.sig",
+        "clip_part02.mp4", "clip_part03.mp4",
+    ]
+    # The manifest beside the first part signs all three; the others are found beside it.
+    assert [p["file_name"] for p in json.loads(manifest.read_bytes())["parts"]] == [
+        "clip_part01.mp4", "clip_part02.mp4", "clip_part03.mp4"
+    ]
+    out = io.StringIO()
+    call_command("verify_export", summary["parts"][0], str(manifest), stdout=out)
+    assert "VERDICT: INTACT" in out.getvalue() and "part 3 of 3, clip_part03.mp4:" in out.getvalue()
+    Path(summary["parts"][1]).unlink()
+    with pytest.raises(SystemExit):
+        call_command("verify_export", summary["parts"][0], str(manifest), stdout=out)
+    assert "FAIL part 2 of 3, clip_part02.mp4 is missing" in out.getvalue()
+
+
+# -- evidence of an export in parts: every part signed, packaged and checked ---------------------
+
+
+def _package(client, task) -> bytes:
+    response = client.get("/download", {"file": str(task.id), "package": "1"})
+    assert response.status_code == 200, response.content[:300]
+    return b"".join(response.streaming_content)
+
+
+def _verdict(data: bytes):
+    from exports import signing_keys, verify
+
+    reports = verify.check_members(verify.ZipMembers(io.BytesIO(data)), signing_keys.trusted_keys())
+    return all(r.ok for r in reports), "\n".join(verify.verdict_lines(reports))
+
+
+def _rezip(data: bytes, change) -> bytes:
+    """The package with each member's content passed through change(name, content) (None
+    drops the member)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = change(info.filename, source.read(info))
+            if content is not None:
+                target.writestr(info.filename, content)
+    return out.getvalue()
+
+
+def test_the_evidence_package_of_an_export_in_parts_signs_and_holds_every_part(
+    parts_camera, alice, exports_queue, django_capture_on_commit_callbacks, tmp_path
+):
+    import json
+    import subprocess
+    import sys
+
+    task = parted_task(alice, django_capture_on_commit_callbacks, exports_queue, 12)
+    count = len(task.parts)
+    data = _package(alice, task)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+        manifest = json.loads(archive.read("manifest.json"))
+        archive.extractall(tmp_path / "unpacked")
+    assert {p["file"]: p["bytes"] for p in task.parts}.items() <= sizes.items()
+    assert manifest["format"] == "psimexport-manifest/2"
+    assert [(p["file_name"], p["size"], p["sha256"], p["frames"]) for p in manifest["parts"]] == [
+        (p["file"], p["bytes"], p["sha256"], p["frames"]) for p in task.parts
+    ]
+    # Each part's range to the microsecond (the API's to the millisecond), end to end.
+    assert [(p["from"][:23], p["to"][:23]) for p in manifest["parts"]] == [
+        (p["from"][:-1], p["to"][:-1]) for p in task.parts
+    ]
+    assert manifest["output"]["file_name"] == task.parts[0]["file"]
+    assert manifest["output"]["sha256"] == task.sha256 == task.parts[0]["sha256"]
+    # Every recorded file any part read, once (a segment across a cut feeds two parts).
+    assert [s["path"] for s in manifest["sources"]] == sorted(
+        s.path for s in parts_camera.segments.filter(start__lt=T1 + timedelta(seconds=12))
+    )
+    assert all(s["sha256"] for s in manifest["sources"])
+    ok, verdict = _verdict(data)
+    assert ok, verdict
+    for number, part in enumerate(task.parts, start=1):
+        assert f"OK   part {number} of {count}, {part['file']}: {part['bytes']} bytes" in verdict
+    # The offline script, as shipped in the package, in the extracted folder.
+    script = tmp_path / "unpacked" / "verify.py"
+    done = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "VERDICT: INTACT" in done.stdout, done.stdout + done.stderr
+
+    second = task.parts[1]["file"]
+    changed = _rezip(data, lambda name, content: content if name != second else
+                     content[:500] + bytes([content[500] ^ 1]) + content[501:])
+    ok, verdict = _verdict(changed)
+    assert not ok and "VERDICT: NOT INTACT" in verdict
+    assert f"FAIL part 2 of {count}, {second} differs from the exported one" in verdict
+    assert f"OK   part 1 of {count}" in verdict and "signature valid" in verdict
+
+    dropped = _rezip(data, lambda name, content: None if name == second else content)
+    ok, verdict = _verdict(dropped)
+    assert not ok and f"FAIL part 2 of {count}, {second} is missing" in verdict
+    (tmp_path / "unpacked" / second).unlink()
+    done = subprocess.run([sys.executable, "-I", str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and f"{second} is missing" in done.stdout, done.stdout
+
