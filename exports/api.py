@@ -239,7 +239,8 @@ def _create_group(request, data: dict):
     """CameraIds: one task per camera for one range, as a group (exports/groups.py). A
     CameraId given beside them comes first; a camera named twice counts once. Every camera
     must be one the caller may export (else 404, naming it) and have recording in the range;
-    otherwise no task is created."""
+    otherwise no task is created. Name, Comment and Keep go to every task, checked as for one
+    (Keep without the permission: 403, no task)."""
     raw_ids = data.get("cameraids")
     if not isinstance(raw_ids, list) or not raw_ids:
         raise ApiError("CameraIds must be a non-empty array of camera ids", 400)
@@ -249,8 +250,9 @@ def _create_group(request, data: dict):
     if not isinstance(mosaic, str):
         raise ApiError('Mosaic must be "2x2" or "3x3"', 400)
     single = [data["cameraid"]] if data.get("cameraid") not in (None, "") else []
-    common = {f: data.get(k) for k, f in _CREATE_FIELDS.items() if k in data and k != "cameraid"}
-    cameras, cleaned = [], {}
+    fields = {**_CREATE_FIELDS, **_CASE_FIELDS}
+    common = {f: data.get(k) for k, f in fields.items() if k in data and k != "cameraid"}
+    cameras, cleaned, case = [], {}, {}
     for position, raw in enumerate(single + raw_ids):
         form = ExportRequestForm({**common, "camera": raw}, user=request.api_user)
         if not form.is_valid():
@@ -258,8 +260,8 @@ def _create_group(request, data: dict):
             if position >= len(single):
                 message = message.replace("CameraId ", "CameraIds ", 1)
             echo = _echo({**common, "camera": raw})
-            raise ApiError(message, 404 if form.camera_not_found else 400, **echo)
-        cleaned = form.cleaned_data
+            raise ApiError(message, _refusal_status(form), **echo)
+        cleaned, case = form.cleaned_data, form.case_data()
         if cleaned["camera"] not in cameras:
             cameras.append(cleaned["camera"])
     try:
@@ -267,7 +269,7 @@ def _create_group(request, data: dict):
             cameras=cameras, start=cleaned["start"], end=cleaned["end"], fmt=cleaned["format"],
             max_file_size=cleaned.get("max_file_size"), user=request.api_user,
             source=ExportTask.Source.API, remote_addr=auth.client_addr(request),
-            mosaic=mosaic.strip().lower(),
+            mosaic=mosaic.strip().lower(), case=case,
         )
     except tasks.TaskRefused as refusal:
         echo = _echo({**common, "camera": cameras[0].camera_id})
@@ -347,7 +349,12 @@ def delete_archive_task(request):
         if not_a_task.status != 404:
             raise
         group_id, members = _group_for(request, raw_id, not_a_task)
-        members = [tasks.delete_task(t, request.api_user, auth.client_addr(request)) for t in members]
+        try:  # a task under legal hold keeps the whole group: all deleted or none
+            groups.refuse_if_any_kept(members)
+            members = [tasks.delete_task(t, request.api_user, auth.client_addr(request))
+                       for t in members]
+        except tasks.TaskRefused as refusal:
+            raise _refused_on_group(group_id, members, request, refusal) from None
         return JsonResponse(groups.status_dict(group_id, members, request))
     try:
         task = tasks.delete_task(task, request.api_user, auth.client_addr(request))
@@ -375,12 +382,22 @@ def keep_archive_task(request):
     return JsonResponse(tasks.task_status_dict(task, request))
 
 
+_LINKS = ("Url", "PackageUrl", "Parts", "ErrorMessage")
+
+
 def _refused_on(task, request, refusal) -> ApiError:
     """A refused change of a visible task: its status fields, the refusal's message."""
     status = tasks.task_status_dict(task, request)
     # No links in a refusal: the error answer carries the task's fields, not its files.
-    links = ("Url", "PackageUrl", "Parts", "ErrorMessage")
-    fields = {k: v for k, v in status.items() if k not in links}
+    fields = {k: v for k, v in status.items() if k not in _LINKS}
+    return ApiError(refusal.message, refusal.status, **fields)
+
+
+def _refused_on_group(group_id, members, request, refusal) -> ApiError:
+    """The same for a group: its fields, with its tasks' (no links in either)."""
+    status = groups.status_dict(group_id, members, request)
+    status["Tasks"] = [{k: v for k, v in t.items() if k not in _LINKS} for t in status["Tasks"]]
+    fields = {k: v for k, v in status.items() if k not in _LINKS}
     return ApiError(refusal.message, refusal.status, **fields)
 
 

@@ -31,10 +31,12 @@ MOSAIC_MAX_HOURS = 1
 
 
 def create_group(
-    *, cameras, start, end, fmt, user, source, remote_addr=None, max_file_size=None, mosaic=""
+    *, cameras, start, end, fmt, user, source, remote_addr=None, max_file_size=None, mosaic="",
+    case=None,
 ):
     """One task per camera for the same range, as one batch, and with `mosaic` ("2x2",
-    "3x3") one more task making the mosaic of them; all or none (TaskRefused).
+    "3x3") one more task making the mosaic of them; all or none (TaskRefused). `case`
+    (name, comment, keep) goes to every task, the mosaic's too.
 
     `end` None: up to the last recorded frame of whichever camera recorded last, so the files
     still share one range.
@@ -44,7 +46,7 @@ def create_group(
         check_mosaic(mosaic, len(cameras), end - start)
     batch = uuid.uuid4()
     common = dict(start=start, end=end, fmt=fmt, user=user, source=source,
-                  remote_addr=remote_addr, batch=batch)
+                  remote_addr=remote_addr, batch=batch, case=case)
     with transaction.atomic():  # a refusal for one camera creates none
         created = [
             tasks.create_export_task(camera=camera, max_file_size=max_file_size, **common)
@@ -53,6 +55,12 @@ def create_group(
         if mosaic:
             created.append(tasks.create_export_task(camera=cameras[0], mosaic=mosaic, **common))
     return batch, created
+
+
+def refuse_if_any_kept(members) -> None:
+    """TaskRefused(409) naming the first task under legal hold, before any is touched."""
+    for task in members:
+        tasks.refuse_if_kept(task, "deleted")
 
 
 def check_mosaic(grid: str, cameras: int, length) -> None:

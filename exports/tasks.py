@@ -476,7 +476,7 @@ def _real_user(user):
     return user if getattr(user, "is_authenticated", False) else None
 
 
-def _refuse_if_kept(task, doing: str) -> None:
+def refuse_if_kept(task, doing: str) -> None:
     if task.keep:
         raise TaskRefused(
             f"export {task.id} is under legal hold: it cannot be {doing} until the hold is "
@@ -496,7 +496,7 @@ def cancel_task(task, user=None, remote_addr=None) -> ExportTask:
     ).update(state=State.CANCELLED, finished_at=timezone.now(), error_message="cancelled")
     task.refresh_from_db()
     if not changed and task.is_active:
-        _refuse_if_kept(task, "cancelled")
+        refuse_if_kept(task, "cancelled")
     if changed:
         record_audit(task, Action.CANCEL, user, remote_addr)
         if task.started_at is None:
@@ -521,7 +521,7 @@ def delete_task(task, user=None, remote_addr=None) -> ExportTask:
     )
     task.refresh_from_db()
     if not changed and task.state != State.DELETED:
-        _refuse_if_kept(task, "deleted")
+        refuse_if_kept(task, "deleted")
     if changed or task.state == State.DELETED:
         remove_task_files(task)
     if changed:

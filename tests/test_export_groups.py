@@ -245,3 +245,83 @@ def test_a_mosaic_is_hidden_from_whoever_may_not_export_every_camera_of_it(
     assert page.get(f"/tasks/{mosaic}/").status_code == 404
     assert mosaic not in page.get("/tasks/").content.decode()
     assert task_a in page.get("/tasks/").content.decode()
+
+
+# -- case data: Name, Comment and Keep go to every task of the group ---------------------------
+
+
+def test_name_comment_and_keep_go_to_every_task_of_a_group_and_its_mosaic(
+    group_cameras, alice, users, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import Permission
+
+    from exports.models import AuditEvent
+
+    users["alice"].user_permissions.add(Permission.objects.get(codename="keep_exporttask"))
+    response = create_group(
+        alice, django_capture_on_commit_callbacks, CameraIds=["a", "b"], Mosaic="2x2",
+        From=psim(FROM), To=psim(TO), Name=" Case 2026-0042 ", Comment="north gate", Keep=True,
+    )
+    assert response.status_code == 200, response.json()
+    made = ExportTask.objects.filter(batch=response.json()["ArchiveTaskId"]).order_by("created_at")
+    assert [(t.camera.camera_id, t.mosaic, t.case_name, t.case_comment, t.keep, t.kept_by)
+            for t in made] == [
+        ("a", "", "Case 2026-0042", "north gate", True, users["alice"]),
+        ("b", "", "Case 2026-0042", "north gate", True, users["alice"]),
+        ("a", "2x2", "Case 2026-0042", "north gate", True, users["alice"]),
+    ]
+    for event in AuditEvent.objects.filter(action="create"):
+        assert (event.detail["name"], event.detail["keep"]) == ("Case 2026-0042", True)
+    status = alice.status(response.json()["ArchiveTaskId"]).json()
+    assert [(t["Name"], t["Comment"], t["Keep"]) for t in status["Tasks"]] == [
+        ("Case 2026-0042", "north gate", True)
+    ] * 3
+
+
+def test_keep_without_the_permission_refuses_the_whole_group(
+    group_cameras, alice, django_capture_on_commit_callbacks
+):
+    response = create_group(
+        alice, django_capture_on_commit_callbacks, CameraIds=["a", "b"],
+        From=psim(FROM), To=psim(TO), Name="Case 7", Keep=True,
+    )
+    assert response.status_code == 403
+    assert "exports.keep_exporttask" in response.json()["ErrorMessage"]
+    assert response.json()["ArchiveTaskId"] is None
+    assert not ExportTask.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("Name", "x" * 201, "Name is 201 characters long; at most 200 are allowed"),
+        ("Comment", "bell\x07", "Comment must not contain control characters"),
+        ("Keep", "yes", "Keep must be true or false"),
+    ],
+)
+def test_bad_case_data_refuses_the_whole_group(group_cameras, alice, field, value, message):
+    response = alice.create(CameraIds=["a", "b"], From=psim(FROM), To=psim(TO), **{field: value})
+    assert response.status_code == 400
+    assert response.json()["ErrorMessage"] == message
+    assert not ExportTask.objects.exists()
+
+
+def test_a_group_with_a_task_under_hold_is_not_deleted_at_all(
+    group_cameras, alice, users, exports_queue, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import Permission
+
+    users["alice"].user_permissions.add(Permission.objects.get(codename="keep_exporttask"))
+    group_id = create_group(
+        alice, django_capture_on_commit_callbacks, CameraIds=["a", "b"],
+        From=psim(FROM), To=psim(TO), Name="Case 9",
+    ).json()["ArchiveTaskId"]
+    run_worker(exports_queue)
+    second = ExportTask.objects.get(batch=group_id, camera__camera_id="b")
+    assert alice.post("/keeparchivetask", {"ArchiveTaskId": str(second.id), "Keep": True}).json()["Keep"]
+    response = alice.post("/deletearchivetask", {"ArchiveTaskId": group_id})
+    assert response.status_code == 409, response.content[:300]
+    assert f"export {second.id} is under legal hold" in response.json()["ErrorMessage"]
+    assert response.json()["ArchiveTaskId"] == group_id and "Url" not in response.json()
+    assert [t.state for t in ExportTask.objects.filter(batch=group_id)] == ["ReadyForDownload"] * 2
+    assert alice.get("/download", {"file": group_id}).status_code == 200
