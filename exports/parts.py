@@ -231,8 +231,21 @@ def _published_names(first_path: Path, done, gaps) -> PartedResult:
                     *((gap, "nothing recorded in this part") for gap in gaps)])
     combined.gaps, combined.gap_reasons = [g for g, _ in holes], [r for _, r in holes]
     combined.technique = max(techniques, key=TECHNIQUE_ORDER.index)
+    combined.streams = _combined_streams([result for *_, result in done])
     combined.first_frame = done[0][3].first_frame
     combined.last_frame = done[-1][3].last_frame
+    return combined
+
+
+def _combined_streams(results) -> dict:
+    """The manifest's `streams` over the parts: each stream with the technique of the part
+    that re-encoded it most."""
+    combined = {}
+    for kind in ("video", "audio"):
+        written = [result.streams[kind] for result in results if result.streams.get(kind)]
+        combined[kind] = max(
+            written, key=lambda stream: TECHNIQUE_ORDER.index(stream["technique"]), default=None
+        )
     return combined
 
 

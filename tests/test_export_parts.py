@@ -461,6 +461,8 @@ def test_the_evidence_package_of_an_export_in_parts_signs_and_holds_every_part(
         (p["from"][:-1], p["to"][:-1]) for p in task.parts
     ]
     assert manifest["output"]["file_name"] == task.parts[0]["file"]
+    assert manifest["streams"]["video"] == {"codec": "h264", "technique": task.technique}
+    assert manifest["streams"]["audio"]["codec"] == "aac"
     assert manifest["output"]["sha256"] == task.sha256 == task.parts[0]["sha256"]
     # Every recorded file any part read, once (a segment across a cut feeds two parts).
     assert [s["path"] for s in manifest["sources"]] == sorted(
