@@ -269,7 +269,7 @@ def _create_group(request, data: dict):
             cameras=cameras, start=cleaned["start"], end=cleaned["end"], fmt=cleaned["format"],
             max_file_size=cleaned.get("max_file_size"), user=request.api_user,
             source=ExportTask.Source.API, remote_addr=auth.client_addr(request),
-            mosaic=mosaic.strip().lower(), case=case,
+            mosaic=mosaic.strip().lower(), case=case, options=task_options(cleaned),
         )
     except tasks.TaskRefused as refusal:
         echo = _echo({**common, "camera": cameras[0].camera_id})

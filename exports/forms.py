@@ -326,6 +326,8 @@ class ExportRequestForm(CaseDataFormMixin, forms.Form):
             data["end"] = end = None
             if data.get("speed"):
                 self.add_error("speed", "does not apply to a still (Format jpg or png)")
+            if data.get("max_file_size"):
+                self.add_error("max_file_size", "does not apply to a still (Format jpg or png)")
         if start is not None and end is not None:
             if end <= start:
                 self.add_error("end", "must be after From")

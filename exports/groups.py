@@ -32,7 +32,7 @@ MOSAIC_MAX_HOURS = 1
 
 def create_group(
     *, cameras, start, end, fmt, user, source, remote_addr=None, max_file_size=None, mosaic="",
-    case=None,
+    case=None, options=None,
 ):
     """One task per camera for the same range, as one batch, and with `mosaic` ("2x2",
     "3x3") one more task making the mosaic of them; all or none (TaskRefused). `case`
@@ -49,7 +49,9 @@ def create_group(
                   remote_addr=remote_addr, batch=batch, case=case)
     with transaction.atomic():  # a refusal for one camera creates none
         created = [
-            tasks.create_export_task(camera=camera, max_file_size=max_file_size, **common)
+            tasks.create_export_task(
+                camera=camera, max_file_size=max_file_size, options=options, **common
+            )
             for camera in cameras
         ]
         if mosaic:

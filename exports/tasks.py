@@ -157,6 +157,7 @@ def create_export_task(
             "export may cover; give a To or split it into several tasks",
             400,
         )
+    check_options_fit(options, max_file_size, end - start)
     # While the index lags, a range past what it has seen is accepted: the job indexes the
     # newest files first and fails with "no recording" if there is none.
     if not has_recording(camera, start, end) and not (
@@ -186,6 +187,24 @@ def create_export_task(
         **(options or {}),  # picture options: ExportTask field values (option_fields.task_options)
     )
     return _save_and_enqueue(task, user, remote_addr, at_front)
+
+
+def check_options_fit(options, max_file_size, length: timedelta) -> None:
+    """Overlay and Speed run their own engine entry, which does not write parts yet: refuse
+    them with MaxFileSize or a range longer than one part rather than drop them silently."""
+    from exports.parts import part_span
+
+    picture = [name for name, key in (("Overlay", "overlay"), ("Speed", "speed"))
+               if (options or {}).get(key)]
+    if not picture or not (max_file_size or length > part_span()):
+        return
+    hours = part_span().total_seconds() / 3600
+    raise TaskRefused(
+        f"{' and '.join(picture)} cannot be combined with MaxFileSize or with a range longer "
+        f"than {hours:g} hours yet (an export in parts); export at most {hours:g} hours at a "
+        "time without MaxFileSize",
+        400,
+    )
 
 
 # The newest files of a growing camera are probed within this budget, off the request thread.

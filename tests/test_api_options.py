@@ -200,3 +200,44 @@ def test_a_batch_of_stills_is_one_still_per_camera_at_one_instant(
         assert synth.frame_wall_time(gray) == T0 + timedelta(seconds=1.48)
         page = client.get(f"/tasks/{task.id}/").content.decode()
         assert 'class="still"' in page and "still (jpg)" in page
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"Overlay": True, "MaxFileSize": 2_000_000},
+         "Overlay cannot be combined with MaxFileSize or with a range longer than"),
+        ({"Speed": 4, "MaxFileSize": 2_000_000},
+         "Speed cannot be combined with MaxFileSize or with a range longer than"),
+        ({"Format": "png", "MaxFileSize": 2_000_000},
+         "MaxFileSize does not apply to a still"),
+    ],
+)
+def test_options_that_cannot_be_combined_are_refused_not_dropped(alice, extra, message):
+    response = alice.create(CameraId="1", From=psim(T0), To=psim(T0 + timedelta(seconds=4)), **extra)
+    assert response.status_code == 400, response.json()
+    assert message in response.json()["ErrorMessage"]
+    assert not ExportTask.objects.exists()
+
+
+def test_overlay_with_a_range_longer_than_one_part_is_refused(alice, settings):
+    settings.PSIMEXPORT_PART_HOURS = 0.001  # 3.6 s: the 4 s range would be exported in parts
+    response = alice.create(
+        CameraId="1", From=psim(T0), To=psim(T0 + timedelta(seconds=4)), Overlay=True
+    )
+    assert response.status_code == 400
+    assert "longer than 0.001 hours" in response.json()["ErrorMessage"]
+    assert not ExportTask.objects.exists()
+
+
+def test_a_group_carries_the_picture_options_to_every_camera(tokens, users, cameras):
+    root = api_support.token_client(tokens["root"])
+    response = root.create(
+        CameraIds=["1", "2"], From=psim(T0), To=psim(T0 + timedelta(seconds=2)),
+        Overlay=True, OverlayZone="utc", Speed=2,
+    )
+    assert response.status_code == 200, response.json()
+    group = ExportTask.objects.filter(batch=response.json()["ArchiveTaskId"])
+    assert sorted(group.values_list("camera__camera_id", "overlay", "overlay_zone", "speed")) == [
+        ("1", True, "utc", 2), ("2", True, "utc", 2),
+    ]
